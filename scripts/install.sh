@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs whatever the project needs and is missing; skips everything already present.
+# Called by both README commands (`make run`, `make test`). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_LEPTOS_VERSION=0.3.10
+WASM_BINDGEN_VERSION=0.2.130
+APT_PACKAGES=(chromium chromium-driver redis-server coturn haproxy)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. The wasm32 target.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# 2. Debian packages: the browser for tests, and the real services the tests start.
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The packaged services must not run on their own: tests start their own instances.
+  for svc in redis-server coturn haproxy; do
+    if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+    "${sudo_cmd[@]}" service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+# 3. wasm-bindgen-cli, exactly the version the workspace pins (also gives wasm-bindgen-test-runner).
+#    Not --locked: its lockfile names a dependency newer than the registry holds.
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# 4. cargo-leptos (0.3.11+ needs a newer rustc).
+if [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
+  log "cargo install cargo-leptos $CARGO_LEPTOS_VERSION (takes a while, once)"
+  cargo install --locked cargo-leptos --version "$CARGO_LEPTOS_VERSION" --force
+fi
+
+# 5. npm dev tools (tailwind, binaryen's wasm-opt, playwright-core), from the lockfile.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
