@@ -1,0 +1,55 @@
+use crate::engine::{Engine, Link};
+use leptos::prelude::*;
+
+/// "1,234 online · 321 chatting", live from the server.
+#[component]
+pub fn OnlineBadge() -> impl IntoView {
+    let engine = Engine::expect();
+    let text = move || match (engine.online.get(), engine.link.get()) {
+        (Some(c), Link::Connected) => format!("{} online · {} chatting", group(c.count), group(c.chatting)),
+        (Some(c), _) => format!("{} online · reconnecting…", group(c.count)),
+        (None, Link::Reconnecting) => "Can't reach the server, retrying…".to_string(),
+        (None, _) => "Connecting…".to_string(),
+    };
+    let live = move || engine.link.get() == Link::Connected;
+    view! {
+        <p
+            class="inline-flex items-center gap-2 border-2 border-ink bg-paper px-3 py-1 text-sm font-semibold shadow-hard-sm rounded-sm"
+            data-testid="online"
+            data-count=move || engine.online.get().map(|c| c.count.to_string())
+            aria-live="polite"
+        >
+            <span
+                class="size-2.5 rounded-full border border-ink"
+                class=("bg-teal", live)
+                class=("bg-coral", move || !live())
+                aria-hidden="true"
+            ></span>
+            {text}
+        </p>
+    }
+}
+
+/// Thousands separators, locale-independent so server and browser render the same.
+fn group(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(super::group(0), "0");
+        assert_eq!(super::group(999), "999");
+        assert_eq!(super::group(1_000), "1,000");
+        assert_eq!(super::group(1_234_567), "1,234,567");
+    }
+}

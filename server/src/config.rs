@@ -1,0 +1,142 @@
+//! Command-line flags, each with an environment-variable fallback.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Let'sMeet server: serves the site and the `/ws` signaling endpoint.
+#[derive(Clone, Debug, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on. Defaults to the `site-addr` of the Leptos options
+    /// (Leptos.toml or LEPTOS_SITE_ADDR), normally 127.0.0.1:3000.
+    #[arg(long, env = "LETSMEET_BIND")]
+    pub bind: Option<SocketAddr>,
+
+    /// File holding the site's runtime options (site root, pkg dir, address).
+    /// LEPTOS_* environment variables override its values.
+    #[arg(long, env = "LETSMEET_LEPTOS_CONFIG", default_value = "Leptos.toml")]
+    pub leptos_config: PathBuf,
+
+    /// Origins allowed to open `/ws` (comma separated, e.g. https://letsmeet.example).
+    /// Empty means same-origin only: the Origin's host must equal the Host header.
+    /// Clients that send no Origin (not browsers) are allowed.
+    #[arg(long, env = "LETSMEET_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `server=debug,info`.
+    #[arg(long, env = "LETSMEET_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "LETSMEET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// STUN/TURN URLs handed to browsers in `welcome` (comma separated), e.g.
+    /// stun:stun.l.google.com:19302. None by default: on loopback, host candidates suffice.
+    #[arg(long, env = "LETSMEET_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// Seconds a dropped session keeps its queue place or match for `?resume=`.
+    #[arg(long, env = "LETSMEET_GRACE_SECS", default_value_t = 15.0, value_parser = positive_secs)]
+    pub grace_secs: f64,
+
+    /// Seconds a ticket with interests waits for a shared interest before matching anyone.
+    #[arg(long, env = "LETSMEET_INTEREST_FALLBACK_SECS", default_value_t = 5.0, value_parser = non_negative_secs)]
+    pub interest_fallback_secs: f64,
+
+    /// Seconds two sessions whose match ended by next/stop are kept apart.
+    #[arg(long, env = "LETSMEET_REMATCH_COOLDOWN_SECS", default_value_t = 60.0, value_parser = non_negative_secs)]
+    pub rematch_cooldown_secs: f64,
+
+    /// Largest accepted WebSocket message in bytes (bigger closes with 1009).
+    #[arg(long, env = "LETSMEET_MAX_FRAME_BYTES", default_value_t = protocol::limits::MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
+    /// Sustained client messages per second per connection.
+    #[arg(long, env = "LETSMEET_RATE_PER_SEC", default_value_t = protocol::limits::RATE_PER_SECOND, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_per_sec: u32,
+
+    /// Burst of client messages allowed above the sustained rate.
+    #[arg(long, env = "LETSMEET_RATE_BURST", default_value_t = protocol::limits::RATE_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+
+    /// Rate-limited messages tolerated (without a 5 s pause) before closing with 1008.
+    #[arg(long, env = "LETSMEET_FLOOD_STRIKES", default_value_t = 200)]
+    pub flood_strikes: u32,
+
+    /// Concurrent WebSocket connections per client IP address.
+    #[arg(long, env = "LETSMEET_MAX_CONN_PER_IP", default_value_t = 20)]
+    pub max_conn_per_ip: u32,
+
+    /// Concurrent WebSocket connections in all.
+    #[arg(long, env = "LETSMEET_MAX_CONNECTIONS", default_value_t = 15_000)]
+    pub max_connections: u32,
+
+    /// Messages queued for one socket before it counts as not reading and is closed.
+    #[arg(long, env = "LETSMEET_OUTBOX", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbox: u32,
+
+    /// Signals held for a peer that has not sent `ready` yet (count).
+    #[arg(long, env = "LETSMEET_SIGNAL_BUFFER", default_value_t = 64)]
+    pub signal_buffer: usize,
+
+    /// Signals held for a peer that has not sent `ready` yet (bytes).
+    #[arg(long, env = "LETSMEET_SIGNAL_BUFFER_BYTES", default_value_t = 256 * 1024)]
+    pub signal_buffer_bytes: usize,
+
+    /// Seconds without any frame from a client (pongs count) before it is dropped.
+    /// A ping is sent every third of this.
+    #[arg(long, env = "LETSMEET_IDLE_TIMEOUT_SECS", default_value_t = 45.0, value_parser = positive_secs)]
+    pub idle_timeout_secs: f64,
+
+    /// WebSocket read/write buffer size in bytes (small: signaling messages are small).
+    #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 4096)]
+    pub ws_buffer_bytes: usize,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    let v = non_negative_secs(s)?;
+    if v == 0.0 { Err("must be greater than 0".into()) } else { Ok(v) }
+}
+
+fn non_negative_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {
+        return Err(format!("`{s}` is out of range (0 to one year)"));
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// A configuration with every default, as if no flag were given (for tests).
+    pub fn defaults() -> Self {
+        Self::parse_from(["server"])
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs_f64(self.grace_secs)
+    }
+
+    pub fn interest_fallback(&self) -> Duration {
+        Duration::from_secs_f64(self.interest_fallback_secs)
+    }
+
+    pub fn rematch_cooldown(&self) -> Duration {
+        Duration::from_secs_f64(self.rematch_cooldown_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_secs)
+    }
+}

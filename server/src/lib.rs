@@ -1,0 +1,65 @@
+//! Let'sMeet server.
+//!
+//! One binary serves the server-rendered Leptos site, its static assets and the `/ws`
+//! signaling endpoint, and runs matchmaking in memory.
+//!
+//! Layout:
+//! - [`config`]: flags and environment.
+//! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
+//! - [`ws`]: per-socket checks, reader and writer tasks.
+//! - [`conn`]: the hub's handle on a socket (bounded outbox).
+//! - [`hub`]: the single owner of sessions, matches, relay buffers and the matcher.
+//! - [`limits`]: connection caps.
+
+// Leptos view types nest deeply.
+#![recursion_limit = "256"]
+
+pub mod config;
+pub mod conn;
+pub mod hub;
+pub mod limits;
+pub mod site;
+pub mod ws;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long shutdown waits for sockets to receive their close frames.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running server's parts that the caller may need (tests read the hub).
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub hub: hub::HubHandle,
+    pub addr: SocketAddr,
+}
+
+/// Serves on `listener` until `shutdown` completes, then tells every client to
+/// reconnect (close 1012) and waits briefly for those frames to go out.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(Running),
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let (router, state) = site::router(&config)?;
+    on_start(Running { hub: state.hub.clone(), addr });
+    let drain = state.clone();
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: asking clients to reconnect");
+            let _ = drain.hub.send(hub::Command::Drain).await;
+        })
+        .await?;
+    state.tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
+        tracing::warn!("some sockets did not close in time");
+    }
+    Ok(())
+}
