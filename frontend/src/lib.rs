@@ -1,6 +1,9 @@
 //! The browser entry point: a thin cdylib that hydrates the server-rendered page.
 //! Everything else lives in the `app` crate.
 
+// Leptos view types nest deeply.
+#![recursion_limit = "256"]
+
 use wasm_bindgen::prelude::wasm_bindgen;
 
 /// Called by the generated JS loader once the WASM module is instantiated.

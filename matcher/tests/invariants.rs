@@ -73,7 +73,7 @@ proptest! {
         let mut waiting: HashMap<SessionId, (Ticket, Millis)> = HashMap::new();
         let mut now: Millis = 0;
 
-        let mut check_pairs = |pairs: Vec<Pair>, waiting: &mut HashMap<SessionId, (Ticket, Millis)>, now: Millis| {
+        let check_pairs = |pairs: Vec<Pair>, waiting: &mut HashMap<SessionId, (Ticket, Millis)>, now: Millis| {
             for p in pairs {
                 prop_assert_ne!(p.first, p.second, "matched with themselves");
                 let a = waiting.remove(&p.first);

@@ -37,7 +37,12 @@ pub enum SendError {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, ip: IpAddr, tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> Self {
+    pub fn new(
+        id: ConnId,
+        ip: IpAddr,
+        tx: mpsc::Sender<Outbound>,
+        kill: CancellationToken,
+    ) -> Self {
         Self { id, ip, tx, kill }
     }
 

@@ -6,7 +6,9 @@ use leptos::prelude::*;
 pub fn OnlineBadge() -> impl IntoView {
     let engine = Engine::expect();
     let text = move || match (engine.online.get(), engine.link.get()) {
-        (Some(c), Link::Connected) => format!("{} online · {} chatting", group(c.count), group(c.chatting)),
+        (Some(c), Link::Connected) => {
+            format!("{} online · {} chatting", group(c.count), group(c.chatting))
+        }
         (Some(c), _) => format!("{} online · reconnecting…", group(c.count)),
         (None, Link::Reconnecting) => "Can't reach the server, retrying…".to_string(),
         (None, _) => "Connecting…".to_string(),
@@ -14,7 +16,7 @@ pub fn OnlineBadge() -> impl IntoView {
     let live = move || engine.link.get() == Link::Connected;
     view! {
         <p
-            class="inline-flex items-center gap-2 border-2 border-ink bg-paper px-3 py-1 text-sm font-semibold shadow-hard-sm rounded-sm"
+            class="inline-flex items-center gap-2 whitespace-nowrap border-2 border-ink bg-paper px-3 py-1 text-sm font-semibold shadow-hard-sm rounded-sm"
             data-testid="online"
             data-count=move || engine.online.get().map(|c| c.count.to_string())
             aria-live="polite"
@@ -35,7 +37,7 @@ fn group(n: u32) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -24,7 +24,9 @@ async fn run(engine: Engine) {
             Ok(ws) => {
                 let (_sink, mut stream) = ws.split();
                 while let Some(frame) = stream.next().await {
-                    let Ok(Message::Text(text)) = frame else { break };
+                    let Ok(Message::Text(text)) = frame else {
+                        break;
+                    };
                     match ServerMsg::from_json(&text) {
                         Ok(msg) => {
                             if let ServerMsg::Welcome { resume_token, .. } = &msg {
@@ -33,7 +35,9 @@ async fn run(engine: Engine) {
                             }
                             engine.apply(&msg);
                         }
-                        Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
+                        Err(e) => leptos::logging::warn!(
+                            "ignoring a server message I do not understand: {e}"
+                        ),
                     }
                 }
             }
@@ -53,7 +57,11 @@ fn backoff_ms(failures: u32) -> i32 {
 
 fn url() -> String {
     let location = window().location();
-    let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
+    let scheme = if location.protocol().as_deref() == Ok("https:") {
+        "wss"
+    } else {
+        "ws"
+    };
     let host = location.host().unwrap_or_default();
     match load_token() {
         Some(token) => format!("{scheme}://{host}/ws?resume={token}"),
@@ -66,7 +74,11 @@ fn storage() -> Option<web_sys::Storage> {
 }
 
 fn load_token() -> Option<String> {
-    storage()?.get_item(RESUME_KEY).ok().flatten().filter(|t| protocol::ResumeToken::parse(t).is_some())
+    storage()?
+        .get_item(RESUME_KEY)
+        .ok()
+        .flatten()
+        .filter(|t| protocol::ResumeToken::parse(t).is_some())
 }
 
 fn store_token(token: &str) {

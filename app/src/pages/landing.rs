@@ -10,7 +10,7 @@ pub fn Landing() -> impl IntoView {
 
     view! {
         <div class="min-h-dvh flex flex-col">
-            <header class="mx-auto flex w-full max-w-5xl items-center justify-between gap-4 px-5 py-5">
+            <header class="mx-auto flex w-full max-w-5xl flex-wrap items-center justify-between gap-3 px-5 py-5">
                 <Logo />
                 <OnlineBadge />
             </header>

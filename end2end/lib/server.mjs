@@ -1,0 +1,66 @@
+// Starts the real release server on a free loopback port and stops it afterwards.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Runs `target/release/server` (or $LETSMEET_SERVER_BIN) serving `target/site`.
+ * Extra flags go in `args`. Resolves once /healthz answers.
+ */
+export async function startServer({ args = [], env = {} } = {}) {
+  const bin = process.env.LETSMEET_SERVER_BIN ?? path.join(root, 'target', 'release', 'server');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: build the site first (cargo leptos build --release)`);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, ...args], {
+    cwd: root,
+    env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'), LETSMEET_LOG: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (exited) throw new Error(`server exited early: ${JSON.stringify(exited)}`);
+    try {
+      const res = await fetch(`${url}/healthz`);
+      if (res.ok) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('server did not become healthy in 20 s'); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    port,
+    pid: child.pid,
+    async health() {
+      return (await fetch(`${url}/healthz`)).json();
+    },
+    async stop() {
+      if (exited) return exited;
+      const done = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const result = await done;
+      clearTimeout(timer);
+      return result;
+    },
+  };
+}

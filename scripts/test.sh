@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every check and test, fastest first.
+# Exits non-zero on the first failure; ends with the browser test runner's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install.sh
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "clippy (native)"
+cargo clippy --workspace --exclude frontend --all-targets --locked -- -D warnings
+
+step "clippy (wasm32)"
+cargo clippy -p app -p frontend --target wasm32-unknown-unknown --features app/hydrate --all-targets --locked -- -D warnings
+
+step "cargo test (native: protocol, matcher, server, app)"
+cargo test --workspace --exclude frontend --locked
+
+step "wasm-bindgen-test in headless Chromium (app)"
+cargo test -p app --target wasm32-unknown-unknown --features hydrate --locked
+
+step "release build of the site"
+cargo leptos build --release
+
+step "end-to-end in headless Chromium"
+node --test --test-concurrency=1 end2end/
