@@ -18,10 +18,7 @@ pub fn add(list: &mut Vec<String>, raw: &str) -> Result<Added, String> {
     let interest = normalize_interest(raw).map_err(|e| match e {
         PrefError::EmptyInterest => "Type an interest first.".to_string(),
         PrefError::InterestTooLong(_) => {
-            format!(
-                "Keep it under {} characters.",
-                protocol::limits::MAX_INTEREST_CHARS + 1
-            )
+            format!("Keep it under {} characters.", protocol::limits::MAX_INTEREST_CHARS + 1)
         }
         PrefError::InterestControlChar => "That interest has characters we can't use.".to_string(),
         other => other.to_string(),
@@ -53,10 +50,7 @@ mod tests {
     fn adds_normalized_and_skips_duplicates() {
         let mut list = vec![];
         assert_eq!(add(&mut list, "  Music "), Ok(Added::Added("music".into())));
-        assert_eq!(
-            add(&mut list, "MUSIC"),
-            Ok(Added::Duplicate("music".into()))
-        );
+        assert_eq!(add(&mut list, "MUSIC"), Ok(Added::Duplicate("music".into())));
         assert_eq!(list, vec!["music"]);
     }
 

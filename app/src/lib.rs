@@ -74,10 +74,7 @@ pub fn App() -> impl IntoView {
 
 #[cfg(feature = "hydrate")]
 fn mark_hydrated() {
-    if let Some(body) = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.body())
-    {
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
         let _ = body.set_attribute("data-hydrated", "true");
     }
 }

@@ -28,19 +28,12 @@ fn mount<V: IntoView + 'static>(view: impl FnOnce() -> V + 'static) -> HtmlEleme
 }
 
 fn query(root: &HtmlElement, selector: &str) -> HtmlElement {
-    root.query_selector(selector)
-        .unwrap()
-        .unwrap_or_else(|| panic!("no {selector}"))
-        .unchecked_into()
+    root.query_selector(selector).unwrap().unwrap_or_else(|| panic!("no {selector}")).unchecked_into()
 }
 
 fn chips(root: &HtmlElement) -> Vec<String> {
-    let list = root
-        .query_selector_all("[aria-label='Your interests'] li span")
-        .unwrap();
-    (0..list.length())
-        .map(|i| list.item(i).unwrap().text_content().unwrap())
-        .collect()
+    let list = root.query_selector_all("[aria-label='Your interests'] li span").unwrap();
+    (0..list.length()).map(|i| list.item(i).unwrap().text_content().unwrap()).collect()
 }
 
 /// Lets pending reactive updates reach the DOM.
@@ -50,18 +43,12 @@ async fn settle() {
 
 async fn type_and_press(input: &HtmlInputElement, text: &str, key: &str) {
     input.set_value(text);
-    input
-        .dispatch_event(&web_sys::Event::new("input").unwrap())
-        .unwrap();
+    input.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
     let init = KeyboardEventInit::new();
     init.set_key(key);
     init.set_bubbles(true);
     init.set_cancelable(true);
-    input
-        .dispatch_event(
-            &KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap(),
-        )
-        .unwrap();
+    input.dispatch_event(&KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap()).unwrap();
     settle().await;
 }
 
@@ -77,9 +64,7 @@ async fn interests_become_chips_and_can_be_removed() {
 
     // A comma adds as well; duplicates are ignored.
     input.set_value("chess,MUSIC,");
-    input
-        .dispatch_event(&web_sys::Event::new("input").unwrap())
-        .unwrap();
+    input.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
     settle().await;
     assert_eq!(chips(&root), vec!["music", "chess"]);
     assert_eq!(interests.get_untracked(), vec!["music", "chess"]);
@@ -88,12 +73,7 @@ async fn interests_become_chips_and_can_be_removed() {
     type_and_press(&input, &"x".repeat(40), "Enter").await;
     assert_eq!(chips(&root).len(), 2);
     assert_eq!(input.get_attribute("aria-invalid").as_deref(), Some("true"));
-    assert!(
-        query(&root, "#interests-help")
-            .text_content()
-            .unwrap()
-            .contains("under 33")
-    );
+    assert!(query(&root, "#interests-help").text_content().unwrap().contains("under 33"));
 
     // Remove by its button, then Backspace on the empty input removes the last.
     query(&root, "button[aria-label='Remove music']").click();
@@ -110,36 +90,19 @@ async fn the_eleventh_interest_is_refused() {
     let input: HtmlInputElement = query(&root, "#interests").unchecked_into();
     type_and_press(&input, "one more", "Enter").await;
     assert_eq!(interests.get_untracked().len(), 10);
-    assert!(
-        query(&root, "#interests-help")
-            .text_content()
-            .unwrap()
-            .contains("maximum of 10")
-    );
+    assert!(query(&root, "#interests-help").text_content().unwrap().contains("maximum of 10"));
 }
 
 #[wasm_bindgen_test]
 async fn the_mode_picker_switches_modes() {
     let mode = RwSignal::new(Mode::Video);
     let root = mount(move || view! { <ModePicker mode /> });
-    assert!(
-        query(&root, "label[for='mode-video']")
-            .class_list()
-            .contains("card-choice-on")
-    );
+    assert!(query(&root, "label[for='mode-video']").class_list().contains("card-choice-on"));
     query(&root, "label[for='mode-text']").click();
     settle().await;
     assert_eq!(mode.get_untracked(), Mode::Text);
-    assert!(
-        query(&root, "label[for='mode-text']")
-            .class_list()
-            .contains("card-choice-on")
-    );
-    assert!(
-        !query(&root, "label[for='mode-video']")
-            .class_list()
-            .contains("card-choice-on")
-    );
+    assert!(query(&root, "label[for='mode-text']").class_list().contains("card-choice-on"));
+    assert!(!query(&root, "label[for='mode-video']").class_list().contains("card-choice-on"));
 }
 
 #[wasm_bindgen_test]
@@ -148,23 +111,15 @@ async fn the_online_badge_shows_what_the_server_says() {
         ENGINE.with(|c| c.set(Some(Engine::provide())));
         view! { <OnlineBadge /> }
     });
-    let engine = ENGINE
-        .with(|c| c.get())
-        .expect("the view above provided the engine");
+    let engine = ENGINE.with(|c| c.get()).expect("the view above provided the engine");
     let badge = query(&root, "[data-testid='online']");
     assert_eq!(badge.text_content().unwrap().trim(), "Connecting…");
     assert_eq!(badge.get_attribute("data-count"), None);
 
-    engine.apply(&ServerMsg::Online(OnlineCounts {
-        count: 1234,
-        chatting: 56,
-    }));
+    engine.apply(&ServerMsg::Online(OnlineCounts { count: 1234, chatting: 56 }));
     engine.link.set(app::engine::Link::Connected);
     settle().await;
-    assert_eq!(
-        badge.text_content().unwrap().trim(),
-        "1,234 online · 56 chatting"
-    );
+    assert_eq!(badge.text_content().unwrap().trim(), "1,234 online · 56 chatting");
     assert_eq!(badge.get_attribute("data-count").as_deref(), Some("1234"));
 
     engine.link.set(app::engine::Link::Reconnecting);

@@ -38,9 +38,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            interest_fallback: 5_000,
-        }
+        Self { interest_fallback: 5_000 }
     }
 }
 
@@ -108,19 +106,12 @@ pub struct Matcher {
 impl Matcher {
     /// An empty matcher.
     pub fn new(config: Config) -> Self {
-        Self {
-            config,
-            ..Self::default()
-        }
+        Self { config, ..Self::default() }
     }
 
     /// Rebuilds a matcher from saved waiting tickets (e.g. after a matcher restart),
     /// pairing whatever has become compatible by `now`.
-    pub fn from_waiting(
-        config: Config,
-        waiting: impl IntoIterator<Item = Waiting>,
-        now: Millis,
-    ) -> (Self, Vec<Pair>) {
+    pub fn from_waiting(config: Config, waiting: impl IntoIterator<Item = Waiting>, now: Millis) -> (Self, Vec<Pair>) {
         let mut m = Self::new(config);
         let mut pairs = Vec::new();
         for w in waiting {
@@ -169,10 +160,7 @@ impl Matcher {
         self.seq += 1;
         self.add_deadlines(&ticket, since, now);
         self.index.insert(session, (ticket.mode, key));
-        self.pools
-            .entry(ticket.mode)
-            .or_default()
-            .insert(key, Waiting { ticket, since });
+        self.pools.entry(ticket.mode).or_default().insert(key, Waiting { ticket, since });
         let mut pairs = self.tick(now);
         if let Some(pair) = self.try_match(session, now) {
             pairs.push(pair);
@@ -183,10 +171,7 @@ impl Matcher {
     /// Takes `session` out of the queue, returning its ticket.
     pub fn remove(&mut self, session: SessionId) -> Option<Waiting> {
         let (mode, key) = self.index.remove(&session)?;
-        let pool = self
-            .pools
-            .get_mut(&mode)
-            .expect("an indexed ticket's pool exists");
+        let pool = self.pools.get_mut(&mode).expect("an indexed ticket's pool exists");
         let waiting = pool.remove(&key).expect("an indexed ticket is in its pool");
         if pool.is_empty() {
             self.pools.remove(&mode);
@@ -215,9 +200,7 @@ impl Matcher {
         }
         due.sort_by_key(|s| self.index.get(s).map(|&(_, key)| key));
         due.dedup();
-        due.into_iter()
-            .filter_map(|s| self.try_match(s, now))
-            .collect()
+        due.into_iter().filter_map(|s| self.try_match(s, now)).collect()
     }
 
     /// Whether `a` and `b` may be paired at `now` (both must be waiting).
@@ -251,11 +234,11 @@ impl Matcher {
             }
         }
         let (_, partner) = best?;
-        let a = self
-            .remove(session)
-            .expect("the ticket being matched is waiting");
+        // Queue order (enqueue time, then arrival) decides who waited longer.
+        let partner_first = self.index[&partner].1 < self.index[&session].1;
+        let a = self.remove(session).expect("the ticket being matched is waiting");
         let b = self.remove(partner).expect("the chosen partner is waiting");
-        let (first, second) = if b.since < a.since { (b, a) } else { (a, b) };
+        let (first, second) = if partner_first { (b, a) } else { (a, b) };
         let common_interests = common(&first.ticket.interests, &second.ticket.interests);
         Some(Pair {
             first: first.ticket.session,
@@ -272,11 +255,7 @@ impl Matcher {
         if a.mode != b.mode {
             return None;
         }
-        let avoids = |p: &Ticket, q: &Ticket| {
-            p.avoid
-                .iter()
-                .any(|v| v.session == q.session && v.active(now))
-        };
+        let avoids = |p: &Ticket, q: &Ticket| p.avoid.iter().any(|v| v.session == q.session && v.active(now));
         if avoids(a, b) || avoids(b, a) {
             return None;
         }
@@ -284,42 +263,26 @@ impl Matcher {
         if (a.same_country || b.same_country) && !same_country {
             return None;
         }
-        let shared = a
-            .interests
-            .iter()
-            .filter(|i| b.interests.contains(i))
-            .count();
+        let shared = a.interests.iter().filter(|i| b.interests.contains(i)).count();
         if shared == 0 && (self.strict(x, now) || self.strict(y, now)) {
             return None;
         }
-        Some(Score {
-            shared,
-            same_country,
-        })
+        Some(Score { shared, same_country })
     }
 
     /// Whether `w` still insists on a common interest.
     fn strict(&self, w: &Waiting, now: Millis) -> bool {
-        !w.ticket.interests.is_empty()
-            && now < w.since.saturating_add(self.config.interest_fallback)
+        !w.ticket.interests.is_empty() && now < w.since.saturating_add(self.config.interest_fallback)
     }
 
-    fn deadline_times(
-        &self,
-        ticket: &Ticket,
-        since: Millis,
-    ) -> impl Iterator<Item = Millis> + use<> {
-        let fallback = (!ticket.interests.is_empty())
-            .then(|| since.saturating_add(self.config.interest_fallback));
+    fn deadline_times(&self, ticket: &Ticket, since: Millis) -> impl Iterator<Item = Millis> + use<> {
+        let fallback = (!ticket.interests.is_empty()).then(|| since.saturating_add(self.config.interest_fallback));
         let avoid_ends: Vec<Millis> = ticket.avoid.iter().filter_map(|a| a.until).collect();
         fallback.into_iter().chain(avoid_ends)
     }
 
     fn add_deadlines(&mut self, ticket: &Ticket, since: Millis, now: Millis) {
-        let times: Vec<Millis> = self
-            .deadline_times(ticket, since)
-            .filter(|&t| t > now)
-            .collect();
+        let times: Vec<Millis> = self.deadline_times(ticket, since).filter(|&t| t > now).collect();
         for t in times {
             self.deadlines.insert((t, ticket.session));
             // The avoided session may now find this one too; waking this side is enough
@@ -361,9 +324,7 @@ mod tests {
     }
 
     fn matcher() -> Matcher {
-        Matcher::new(Config {
-            interest_fallback: 5_000,
-        })
+        Matcher::new(Config { interest_fallback: 5_000 })
     }
 
     #[test]
@@ -371,16 +332,12 @@ mod tests {
         let mut m = matcher();
         assert!(m.insert(ticket(1, Mode::Video, &[]), 0, 0).is_empty());
         let pairs = m.insert(ticket(2, Mode::Video, &[]), 10, 10);
-        assert_eq!(
-            pairs,
-            vec![Pair {
-                first: sid(1),
-                second: sid(2),
-                mode: Mode::Video,
-                common_interests: vec![]
-            }]
-        );
+        assert_eq!(pairs, vec![Pair { first: sid(1), second: sid(2), mode: Mode::Video, common_interests: vec![] }]);
         assert!(m.is_empty());
+        // Within the same millisecond, arrival order decides.
+        m.insert(ticket(3, Mode::Video, &[]), 20, 20);
+        let pairs = m.insert(ticket(4, Mode::Video, &[]), 20, 20);
+        assert_eq!((pairs[0].first, pairs[0].second), (sid(3), sid(4)));
     }
 
     #[test]
@@ -388,10 +345,7 @@ mod tests {
         let mut m = matcher();
         m.insert(ticket(1, Mode::Video, &[]), 0, 0);
         assert!(m.insert(ticket(2, Mode::Text, &[]), 0, 0).is_empty());
-        assert_eq!(
-            (m.waiting_count(Mode::Video), m.waiting_count(Mode::Text)),
-            (1, 1)
-        );
+        assert_eq!((m.waiting_count(Mode::Video), m.waiting_count(Mode::Text)), (1, 1));
     }
 
     #[test]
@@ -400,10 +354,7 @@ mod tests {
         m.insert(ticket(1, Mode::Video, &[]), 0, 0);
         m.insert(ticket(2, Mode::Text, &["chess"]), 0, 0);
         // 3 has interests: it holds out for 4 (shares "music") rather than take 1.
-        assert!(
-            m.insert(ticket(3, Mode::Text, &["music", "go"]), 1, 1)
-                .is_empty()
-        );
+        assert!(m.insert(ticket(3, Mode::Text, &["music", "go"]), 1, 1).is_empty());
         let pairs = m.insert(ticket(4, Mode::Text, &["go", "music"]), 2, 2);
         assert_eq!(pairs[0].first, sid(3));
         assert_eq!(pairs[0].second, sid(4));
@@ -455,10 +406,7 @@ mod tests {
     fn country_breaks_ties_between_equal_interest_counts() {
         let mut m = matcher();
         let mut older = ticket(1, Mode::Video, &[]);
-        older.avoid = vec![Avoid {
-            session: sid(2),
-            until: None,
-        }];
+        older.avoid = vec![Avoid { session: sid(2), until: None }];
         m.insert(older, 0, 0);
         let mut french = ticket(2, Mode::Video, &[]);
         french.country = Some("FR".into());
@@ -473,30 +421,12 @@ mod tests {
     fn avoided_sessions_wait_out_the_cooldown_and_blocks_are_forever() {
         let mut m = matcher();
         let mut a = ticket(1, Mode::Video, &[]);
-        a.avoid = vec![
-            Avoid {
-                session: sid(2),
-                until: Some(60_000),
-            },
-            Avoid {
-                session: sid(3),
-                until: None,
-            },
-        ];
+        a.avoid = vec![Avoid { session: sid(2), until: Some(60_000) }, Avoid { session: sid(3), until: None }];
         m.insert(a, 0, 0);
         let mut b = ticket(2, Mode::Video, &[]);
-        b.avoid = vec![Avoid {
-            session: sid(3),
-            until: None,
-        }];
-        assert!(
-            m.insert(b, 1, 1).is_empty(),
-            "1 and 2 are in cooldown, even as the only two waiting"
-        );
-        assert!(
-            m.insert(ticket(3, Mode::Video, &[]), 2, 2).is_empty(),
-            "3 is blocked by both"
-        );
+        b.avoid = vec![Avoid { session: sid(3), until: None }];
+        assert!(m.insert(b, 1, 1).is_empty(), "1 and 2 are in cooldown, even as the only two waiting");
+        assert!(m.insert(ticket(3, Mode::Video, &[]), 2, 2).is_empty(), "3 is blocked by both");
         assert_eq!(m.next_deadline(), Some(60_000));
         assert!(m.tick(59_999).is_empty());
         let pairs = m.tick(60_000);
@@ -511,18 +441,10 @@ mod tests {
         m.insert(ticket(1, Mode::Text, &["a"]), 0, 0);
         m.insert(ticket(2, Mode::Text, &["b"]), 1, 1);
         let w = m.remove(sid(1)).unwrap();
-        assert_eq!(
-            m.next_deadline(),
-            Some(5_001),
-            "the removed ticket's deadline is gone"
-        );
+        assert_eq!(m.next_deadline(), Some(5_001), "the removed ticket's deadline is gone");
         m.insert(w.ticket, w.since, 2);
         let pairs = m.insert(ticket(3, Mode::Text, &["a", "b"]), 3, 3);
-        assert_eq!(
-            pairs[0].first,
-            sid(1),
-            "1 kept its original place ahead of 2"
-        );
+        assert_eq!(pairs[0].first, sid(1), "1 kept its original place ahead of 2");
     }
 
     #[test]

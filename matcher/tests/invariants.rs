@@ -47,11 +47,8 @@ fn op() -> impl Strategy<Value = Op> {
 /// The rules, written independently of the matcher's implementation.
 fn may_pair(a: &(Ticket, Millis), b: &(Ticket, Millis), now: Millis) -> bool {
     let ((x, xs), (y, ys)) = (a, b);
-    let avoids = |p: &Ticket, q: &Ticket| {
-        p.avoid
-            .iter()
-            .any(|v| v.session == q.session && v.until.is_none_or(|u| now < u))
-    };
+    let avoids =
+        |p: &Ticket, q: &Ticket| p.avoid.iter().any(|v| v.session == q.session && v.until.is_none_or(|u| now < u));
     let strict = |t: &Ticket, since: Millis| !t.interests.is_empty() && now < since + FALLBACK;
     let shares = x.interests.iter().any(|i| y.interests.contains(i));
     x.session != y.session

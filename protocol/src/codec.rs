@@ -21,11 +21,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(code: ErrorCode, message: impl Into<String>, match_id: Option<MatchId>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            match_id,
-        }
+        Self { code, message: message.into(), match_id }
     }
 
     /// The `error` message to send back.

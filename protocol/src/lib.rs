@@ -22,8 +22,7 @@ pub mod prefs;
 pub use codec::DecodeError;
 pub use ids::{MatchId, ResumeToken, SessionId};
 pub use messages::{
-    ClientMsg, ErrorCode, IceServer, LeftReason, OnlineCounts, ReportReason, Role, ServerMsg,
-    SignalPayload,
+    ClientMsg, ErrorCode, IceServer, LeftReason, OnlineCounts, ReportReason, Role, ServerMsg, SignalPayload,
 };
 pub use prefs::{Mode, PrefError, Preferences};
 

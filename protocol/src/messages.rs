@@ -14,10 +14,7 @@ pub enum ClientMsg {
     /// deliver the signals buffered for it.
     Ready { match_id: MatchId },
     /// Relay to the current peer of `match_id`.
-    Signal {
-        match_id: MatchId,
-        payload: SignalPayload,
-    },
+    Signal { match_id: MatchId, payload: SignalPayload },
     /// A chat line to the peer.
     Chat { match_id: MatchId, text: String },
     /// Typing indicator.
@@ -27,10 +24,7 @@ pub enum ClientMsg {
     /// End the current match or leave the queue; stay connected and idle.
     Stop,
     /// Report the peer of `match_id`.
-    Report {
-        match_id: MatchId,
-        reason: ReportReason,
-    },
+    Report { match_id: MatchId, reason: ReportReason },
     /// Never pair with the peer of `match_id` again; ends the match without requeueing.
     Block { match_id: MatchId },
 }
@@ -85,26 +79,15 @@ pub enum ServerMsg {
     /// Waiting for a partner.
     Queued { mode: Mode },
     /// Paired. The offerer creates the offer after its own `ready`.
-    Matched {
-        match_id: MatchId,
-        role: Role,
-        common_interests: Vec<String>,
-        peer_country: Option<String>,
-    },
+    Matched { match_id: MatchId, role: Role, common_interests: Vec<String>, peer_country: Option<String> },
     /// A signal from the peer.
-    Signal {
-        match_id: MatchId,
-        payload: SignalPayload,
-    },
+    Signal { match_id: MatchId, payload: SignalPayload },
     /// A chat line from the peer.
     Chat { match_id: MatchId, text: String },
     /// The peer's typing indicator.
     Typing { match_id: MatchId, typing: bool },
     /// The match is over; this session is idle.
-    PeerLeft {
-        match_id: MatchId,
-        reason: LeftReason,
-    },
+    PeerLeft { match_id: MatchId, reason: LeftReason },
     /// The peer's socket dropped; the match is held for the grace period.
     PeerReconnecting { match_id: MatchId },
     /// The peer is back within the grace period.
@@ -247,10 +230,6 @@ impl ServerMsg {
 
     /// An `error` reply.
     pub fn error(code: ErrorCode, message: impl Into<String>, match_id: Option<MatchId>) -> Self {
-        ServerMsg::Error {
-            code,
-            message: message.into(),
-            match_id,
-        }
+        ServerMsg::Error { code, message: message.into(), match_id }
     }
 }

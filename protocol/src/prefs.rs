@@ -78,14 +78,10 @@ impl fmt::Display for PrefError {
                 "interest \"{}…\" is longer than {MAX_INTEREST_CHARS} characters",
                 s.chars().take(MAX_INTEREST_CHARS).collect::<String>()
             ),
-            PrefError::InterestControlChar => {
-                f.write_str("an interest contains a control character")
+            PrefError::InterestControlChar => f.write_str("an interest contains a control character"),
+            PrefError::UnknownCountry(c) => {
+                write!(f, "country \"{}\" is not an ISO 3166-1 alpha-2 code", c.chars().take(8).collect::<String>())
             }
-            PrefError::UnknownCountry(c) => write!(
-                f,
-                "country \"{}\" is not an ISO 3166-1 alpha-2 code",
-                c.chars().take(8).collect::<String>()
-            ),
             PrefError::SameCountryWithoutCountry => f.write_str("same_country needs a country"),
         }
     }
@@ -96,12 +92,7 @@ impl std::error::Error for PrefError {}
 impl Preferences {
     /// Preferences with no interests and no country.
     pub fn new(mode: Mode) -> Self {
-        Self {
-            mode,
-            interests: Vec::new(),
-            country: None,
-            same_country: false,
-        }
+        Self { mode, interests: Vec::new(), country: None, same_country: false }
     }
 
     /// Trims, lowercases and deduplicates interests, uppercases the country, and
@@ -115,12 +106,7 @@ impl Preferences {
         if self.same_country && country.is_none() {
             return Err(PrefError::SameCountryWithoutCountry);
         }
-        Ok(Self {
-            mode: self.mode,
-            interests,
-            country,
-            same_country: self.same_country,
-        })
+        Ok(Self { mode: self.mode, interests, country, same_country: self.same_country })
     }
 }
 
@@ -196,10 +182,7 @@ mod tests {
     use super::*;
 
     fn prefs(interests: &[&str]) -> Preferences {
-        Preferences {
-            interests: interests.iter().map(|s| s.to_string()).collect(),
-            ..Preferences::new(Mode::Video)
-        }
+        Preferences { interests: interests.iter().map(|s| s.to_string()).collect(), ..Preferences::new(Mode::Video) }
     }
 
     #[test]
@@ -207,18 +190,12 @@ mod tests {
         let codes: Vec<_> = country_codes().collect();
         assert_eq!(codes.len(), 249);
         assert!(codes.windows(2).all(|w| w[0] < w[1]));
-        assert!(
-            codes
-                .iter()
-                .all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
-        );
+        assert!(codes.iter().all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
     }
 
     #[test]
     fn interests_are_trimmed_lowercased_and_deduplicated_in_order() {
-        let p = prefs(&["  Music ", "music", "RUST", "Music"])
-            .normalize()
-            .unwrap();
+        let p = prefs(&["  Music ", "music", "RUST", "Music"]).normalize().unwrap();
         assert_eq!(p.interests, vec!["music", "rust"]);
     }
 
@@ -226,65 +203,39 @@ mod tests {
     fn duplicates_do_not_count_toward_the_limit() {
         let mut many: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
         many.push("T0".into());
-        let p = Preferences {
-            interests: many,
-            ..Preferences::new(Mode::Text)
-        };
+        let p = Preferences { interests: many, ..Preferences::new(Mode::Text) };
         assert_eq!(p.normalize().unwrap().interests.len(), 10);
     }
 
     #[test]
     fn eleven_distinct_interests_are_refused() {
         let many: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
-        let p = Preferences {
-            interests: many,
-            ..Preferences::new(Mode::Text)
-        };
+        let p = Preferences { interests: many, ..Preferences::new(Mode::Text) };
         assert_eq!(p.normalize(), Err(PrefError::TooManyInterests(11)));
     }
 
     #[test]
     fn empty_long_and_control_interests_are_refused() {
         assert_eq!(prefs(&["   "]).normalize(), Err(PrefError::EmptyInterest));
-        assert!(matches!(
-            prefs(&[&"x".repeat(33)]).normalize(),
-            Err(PrefError::InterestTooLong(_))
-        ));
-        assert_eq!(
-            prefs(&["a\u{7}b"]).normalize(),
-            Err(PrefError::InterestControlChar)
-        );
+        assert!(matches!(prefs(&[&"x".repeat(33)]).normalize(), Err(PrefError::InterestTooLong(_))));
+        assert_eq!(prefs(&["a\u{7}b"]).normalize(), Err(PrefError::InterestControlChar));
         // 32 multi-byte characters are fine: the limit counts characters, not bytes.
         assert!(prefs(&[&"é".repeat(32)]).normalize().is_ok());
     }
 
     #[test]
     fn countries_are_uppercased_and_checked() {
-        let p = Preferences {
-            country: Some("de".into()),
-            same_country: true,
-            ..Preferences::new(Mode::Video)
-        };
+        let p = Preferences { country: Some("de".into()), same_country: true, ..Preferences::new(Mode::Video) };
         assert_eq!(p.normalize().unwrap().country.as_deref(), Some("DE"));
         for bad in ["XX", "D", "DEU", "", "zz", "1A"] {
-            let p = Preferences {
-                country: Some(bad.into()),
-                ..Preferences::new(Mode::Video)
-            };
-            assert_eq!(
-                p.normalize(),
-                Err(PrefError::UnknownCountry(bad.into())),
-                "{bad}"
-            );
+            let p = Preferences { country: Some(bad.into()), ..Preferences::new(Mode::Video) };
+            assert_eq!(p.normalize(), Err(PrefError::UnknownCountry(bad.into())), "{bad}");
         }
     }
 
     #[test]
     fn same_country_needs_a_country() {
-        let p = Preferences {
-            same_country: true,
-            ..Preferences::new(Mode::Video)
-        };
+        let p = Preferences { same_country: true, ..Preferences::new(Mode::Video) };
         assert_eq!(p.normalize(), Err(PrefError::SameCountryWithoutCountry));
     }
 

@@ -27,11 +27,7 @@ fn server_golden(msg: ServerMsg, golden: &str) {
     let got: serde_json::Value = serde_json::from_str(&json).unwrap();
     let want: serde_json::Value = serde_json::from_str(golden).unwrap();
     assert_eq!(got, want, "shape of {msg:?}");
-    assert_eq!(
-        ServerMsg::from_json(golden).unwrap(),
-        msg,
-        "decoding {golden}"
-    );
+    assert_eq!(ServerMsg::from_json(golden).unwrap(), msg, "decoding {golden}");
 }
 
 #[test]
@@ -49,26 +45,13 @@ fn client_messages_have_the_documented_shapes() {
         ClientMsg::Join(Preferences::new(Mode::Text)),
         r#"{"type":"join","mode":"text","interests":[],"country":null,"same_country":false}"#,
     );
+    client_golden(ClientMsg::Ready { match_id: mid() }, &format!(r#"{{"type":"ready","match_id":"{M}"}}"#));
     client_golden(
-        ClientMsg::Ready { match_id: mid() },
-        &format!(r#"{{"type":"ready","match_id":"{M}"}}"#),
+        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::Offer { sdp: "v=0\r\n".into() } },
+        &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"offer","sdp":"v=0\r\n"}}}}"#),
     );
     client_golden(
-        ClientMsg::Signal {
-            match_id: mid(),
-            payload: SignalPayload::Offer {
-                sdp: "v=0\r\n".into(),
-            },
-        },
-        &format!(
-            r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"offer","sdp":"v=0\r\n"}}}}"#
-        ),
-    );
-    client_golden(
-        ClientMsg::Signal {
-            match_id: mid(),
-            payload: SignalPayload::Answer { sdp: "a".into() },
-        },
+        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::Answer { sdp: "a".into() } },
         &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"answer","sdp":"a"}}}}"#),
     );
     client_golden(
@@ -87,37 +70,22 @@ fn client_messages_have_the_documented_shapes() {
     client_golden(
         ClientMsg::Signal {
             match_id: mid(),
-            payload: SignalPayload::Candidate {
-                candidate: "c".into(),
-                sdp_mid: None,
-                sdp_m_line_index: None,
-            },
+            payload: SignalPayload::Candidate { candidate: "c".into(), sdp_mid: None, sdp_m_line_index: None },
         },
         &format!(
             r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"candidate","candidate":"c","sdp_mid":null,"sdp_m_line_index":null}}}}"#
         ),
     );
     client_golden(
-        ClientMsg::Signal {
-            match_id: mid(),
-            payload: SignalPayload::EndOfCandidates,
-        },
-        &format!(
-            r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"end_of_candidates"}}}}"#
-        ),
+        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::EndOfCandidates },
+        &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"end_of_candidates"}}}}"#),
     );
     client_golden(
-        ClientMsg::Chat {
-            match_id: mid(),
-            text: "hi ✨".into(),
-        },
+        ClientMsg::Chat { match_id: mid(), text: "hi ✨".into() },
         &format!(r#"{{"type":"chat","match_id":"{M}","text":"hi ✨"}}"#),
     );
     client_golden(
-        ClientMsg::Typing {
-            match_id: mid(),
-            typing: true,
-        },
+        ClientMsg::Typing { match_id: mid(), typing: true },
         &format!(r#"{{"type":"typing","match_id":"{M}","typing":true}}"#),
     );
     client_golden(ClientMsg::Next, r#"{"type":"next"}"#);
@@ -130,17 +98,11 @@ fn client_messages_have_the_documented_shapes() {
         (ReportReason::Other, "other"),
     ] {
         client_golden(
-            ClientMsg::Report {
-                match_id: mid(),
-                reason,
-            },
+            ClientMsg::Report { match_id: mid(), reason },
             &format!(r#"{{"type":"report","match_id":"{M}","reason":"{name}"}}"#),
         );
     }
-    client_golden(
-        ClientMsg::Block { match_id: mid() },
-        &format!(r#"{{"type":"block","match_id":"{M}"}}"#),
-    );
+    client_golden(ClientMsg::Block { match_id: mid() }, &format!(r#"{{"type":"block","match_id":"{M}"}}"#));
 }
 
 #[test]
@@ -152,21 +114,14 @@ fn server_messages_have_the_documented_shapes() {
             resume_token: ResumeToken::parse(T).unwrap(),
             resumed: false,
             ice_servers: vec![
-                IceServer {
-                    urls: vec!["stun:stun.example.org:3478".into()],
-                    username: None,
-                    credential: None,
-                },
+                IceServer { urls: vec!["stun:stun.example.org:3478".into()], username: None, credential: None },
                 IceServer {
                     urls: vec!["turn:turn.example.org:3478?transport=udp".into()],
                     username: Some("1700000000:abc".into()),
                     credential: Some("c2VjcmV0".into()),
                 },
             ],
-            online: OnlineCounts {
-                count: 3,
-                chatting: 2,
-            },
+            online: OnlineCounts { count: 3, chatting: 2 },
         },
         &format!(
             r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":false,
@@ -175,10 +130,7 @@ fn server_messages_have_the_documented_shapes() {
             "online":{{"count":3,"chatting":2}}}}"#
         ),
     );
-    server_golden(
-        ServerMsg::Queued { mode: Mode::Text },
-        r#"{"type":"queued","mode":"text"}"#,
-    );
+    server_golden(ServerMsg::Queued { mode: Mode::Text }, r#"{"type":"queued","mode":"text"}"#);
     server_golden(
         ServerMsg::Matched {
             match_id: mid(),
@@ -191,35 +143,21 @@ fn server_messages_have_the_documented_shapes() {
         ),
     );
     server_golden(
-        ServerMsg::Matched {
-            match_id: mid(),
-            role: Role::Answerer,
-            common_interests: vec![],
-            peer_country: None,
-        },
+        ServerMsg::Matched { match_id: mid(), role: Role::Answerer, common_interests: vec![], peer_country: None },
         &format!(
             r#"{{"type":"matched","match_id":"{M}","role":"answerer","common_interests":[],"peer_country":null}}"#
         ),
     );
     server_golden(
-        ServerMsg::Signal {
-            match_id: mid(),
-            payload: SignalPayload::Answer { sdp: "x".into() },
-        },
+        ServerMsg::Signal { match_id: mid(), payload: SignalPayload::Answer { sdp: "x".into() } },
         &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"answer","sdp":"x"}}}}"#),
     );
     server_golden(
-        ServerMsg::Chat {
-            match_id: mid(),
-            text: "yo".into(),
-        },
+        ServerMsg::Chat { match_id: mid(), text: "yo".into() },
         &format!(r#"{{"type":"chat","match_id":"{M}","text":"yo"}}"#),
     );
     server_golden(
-        ServerMsg::Typing {
-            match_id: mid(),
-            typing: false,
-        },
+        ServerMsg::Typing { match_id: mid(), typing: false },
         &format!(r#"{{"type":"typing","match_id":"{M}","typing":false}}"#),
     );
     for (reason, name) in [
@@ -229,10 +167,7 @@ fn server_messages_have_the_documented_shapes() {
         (LeftReason::Banned, "banned"),
     ] {
         server_golden(
-            ServerMsg::PeerLeft {
-                match_id: mid(),
-                reason,
-            },
+            ServerMsg::PeerLeft { match_id: mid(), reason },
             &format!(r#"{{"type":"peer_left","match_id":"{M}","reason":"{name}"}}"#),
         );
     }
@@ -245,10 +180,7 @@ fn server_messages_have_the_documented_shapes() {
         &format!(r#"{{"type":"peer_resumed","match_id":"{M}"}}"#),
     );
     server_golden(
-        ServerMsg::Online(OnlineCounts {
-            count: 10,
-            chatting: 4,
-        }),
+        ServerMsg::Online(OnlineCounts { count: 10, chatting: 4 }),
         r#"{"type":"online","count":10,"chatting":4}"#,
     );
     for (code, name) in [
@@ -271,10 +203,7 @@ fn server_messages_have_the_documented_shapes() {
         &format!(r#"{{"type":"error","code":"stale_match","message":"old","match_id":"{M}"}}"#),
     );
     server_golden(
-        ServerMsg::Banned {
-            reason: "reports".into(),
-            until: "2026-11-25T00:00:00Z".into(),
-        },
+        ServerMsg::Banned { reason: "reports".into(), until: "2026-11-25T00:00:00Z".into() },
         r#"{"type":"banned","reason":"reports","until":"2026-11-25T00:00:00Z"}"#,
     );
 }
@@ -289,8 +218,10 @@ fn unknown_fields_are_ignored_and_optional_join_fields_default() {
 
 #[test]
 fn join_comes_back_normalized() {
-    let m = decode_client(r#"{"type":"join","mode":"video","interests":[" Music","MUSIC","Go "],"country":"fr","same_country":true}"#)
-        .unwrap();
+    let m = decode_client(
+        r#"{"type":"join","mode":"video","interests":[" Music","MUSIC","Go "],"country":"fr","same_country":true}"#,
+    )
+    .unwrap();
     assert_eq!(
         m,
         ClientMsg::Join(Preferences {
@@ -341,15 +272,9 @@ fn malformed_frames_are_bad_message() {
 fn invalid_preferences_are_refused_with_their_code() {
     let eleven: Vec<String> = (0..11).map(|i| format!("\"t{i}\"")).collect();
     for text in [
-        format!(
-            r#"{{"type":"join","mode":"video","interests":[{}]}}"#,
-            eleven.join(",")
-        ),
+        format!(r#"{{"type":"join","mode":"video","interests":[{}]}}"#, eleven.join(",")),
         r#"{"type":"join","mode":"video","interests":[" "]}"#.to_string(),
-        format!(
-            r#"{{"type":"join","mode":"video","interests":["{}"]}}"#,
-            "a".repeat(33)
-        ),
+        format!(r#"{{"type":"join","mode":"video","interests":["{}"]}}"#, "a".repeat(33)),
         r#"{"type":"join","mode":"video","country":"XX"}"#.to_string(),
         r#"{"type":"join","mode":"video","country":null,"same_country":true}"#.to_string(),
     ] {
@@ -359,15 +284,9 @@ fn invalid_preferences_are_refused_with_their_code() {
 
 #[test]
 fn chat_length_is_limited_in_characters() {
-    let ok = format!(
-        r#"{{"type":"chat","match_id":"{M}","text":"{}"}}"#,
-        "é".repeat(2000)
-    );
+    let ok = format!(r#"{{"type":"chat","match_id":"{M}","text":"{}"}}"#, "é".repeat(2000));
     assert!(decode_client(&ok).is_ok());
-    let long = format!(
-        r#"{{"type":"chat","match_id":"{M}","text":"{}"}}"#,
-        "a".repeat(2001)
-    );
+    let long = format!(r#"{{"type":"chat","match_id":"{M}","text":"{}"}}"#, "a".repeat(2001));
     let err = decode_client(&long).unwrap_err();
     assert_eq!(err.code, ErrorCode::TooLarge);
     assert_eq!(err.match_id, Some(mid()));
@@ -384,18 +303,9 @@ fn arb_payload() -> impl Strategy<Value = SignalPayload> {
     prop_oneof![
         any::<String>().prop_map(|sdp| SignalPayload::Offer { sdp }),
         any::<String>().prop_map(|sdp| SignalPayload::Answer { sdp }),
-        (
-            any::<String>(),
-            proptest::option::of(any::<String>()),
-            proptest::option::of(any::<u16>())
-        )
-            .prop_map(
-                |(candidate, sdp_mid, sdp_m_line_index)| SignalPayload::Candidate {
-                    candidate,
-                    sdp_mid,
-                    sdp_m_line_index
-                }
-            ),
+        (any::<String>(), proptest::option::of(any::<String>()), proptest::option::of(any::<u16>())).prop_map(
+            |(candidate, sdp_mid, sdp_m_line_index)| SignalPayload::Candidate { candidate, sdp_mid, sdp_m_line_index }
+        ),
         Just(SignalPayload::EndOfCandidates),
     ]
 }
@@ -409,25 +319,19 @@ fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
         (
             prop_oneof![Just(Mode::Video), Just(Mode::Text)],
             proptest::collection::vec("[a-z0-9 ]{1,32}", 0..10),
-            proptest::option::of(proptest::sample::select(
-                protocol::prefs::country_codes().collect::<Vec<_>>()
-            )),
+            proptest::option::of(proptest::sample::select(protocol::prefs::country_codes().collect::<Vec<_>>())),
             any::<bool>()
         )
-            .prop_map(
-                |(mode, interests, country, same)| ClientMsg::Join(Preferences {
-                    mode,
-                    interests,
-                    same_country: same && country.is_some(),
-                    country: country.map(str::to_string),
-                })
-            ),
+            .prop_map(|(mode, interests, country, same)| ClientMsg::Join(Preferences {
+                mode,
+                interests,
+                same_country: same && country.is_some(),
+                country: country.map(str::to_string),
+            })),
         arb_match().prop_map(|match_id| ClientMsg::Ready { match_id }),
-        (arb_match(), arb_payload())
-            .prop_map(|(match_id, payload)| ClientMsg::Signal { match_id, payload }),
+        (arb_match(), arb_payload()).prop_map(|(match_id, payload)| ClientMsg::Signal { match_id, payload }),
         (arb_match(), ".{0,200}").prop_map(|(match_id, text)| ClientMsg::Chat { match_id, text }),
-        (arb_match(), any::<bool>())
-            .prop_map(|(match_id, typing)| ClientMsg::Typing { match_id, typing }),
+        (arb_match(), any::<bool>()).prop_map(|(match_id, typing)| ClientMsg::Typing { match_id, typing }),
         Just(ClientMsg::Next),
         Just(ClientMsg::Stop),
         arb_match().prop_map(|match_id| ClientMsg::Block { match_id }),

@@ -107,17 +107,11 @@ pub enum LogFormat {
 
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v = non_negative_secs(s)?;
-    if v == 0.0 {
-        Err("must be greater than 0".into())
-    } else {
-        Ok(v)
-    }
+    if v == 0.0 { Err("must be greater than 0".into()) } else { Ok(v) }
 }
 
 fn non_negative_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {
         return Err(format!("`{s}` is out of range (0 to one year)"));
     }

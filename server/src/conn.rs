@@ -37,12 +37,7 @@ pub enum SendError {
 }
 
 impl Conn {
-    pub fn new(
-        id: ConnId,
-        ip: IpAddr,
-        tx: mpsc::Sender<Outbound>,
-        kill: CancellationToken,
-    ) -> Self {
+    pub fn new(id: ConnId, ip: IpAddr, tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> Self {
         Self { id, ip, tx, kill }
     }
 

@@ -10,8 +10,8 @@ use axum::extract::ws::Utf8Bytes;
 use matcher::{Avoid, Matcher, Millis, Pair, Ticket};
 use protocol::close;
 use protocol::{
-    ClientMsg, ErrorCode, IceServer, LeftReason, MatchId, OnlineCounts, Preferences, ReportReason,
-    ResumeToken, Role, ServerMsg, SessionId,
+    ClientMsg, ErrorCode, IceServer, LeftReason, MatchId, OnlineCounts, Preferences, ReportReason, ResumeToken, Role,
+    ServerMsg, SessionId,
 };
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -55,19 +55,11 @@ pub enum RelayKind {
 #[derive(Debug)]
 pub enum Command {
     /// A socket opened: send `welcome` (new or resumed session) on it.
-    Connect {
-        conn: Conn,
-        resume: Option<ResumeToken>,
-    },
+    Connect { conn: Conn, resume: Option<ResumeToken> },
     /// A validated message that the hub acts on.
     Client { conn: ConnId, msg: ClientMsg },
     /// A per-match message, already serialized as the frame the peer receives.
-    Relay {
-        conn: ConnId,
-        match_id: MatchId,
-        kind: RelayKind,
-        frame: Utf8Bytes,
-    },
+    Relay { conn: ConnId, match_id: MatchId, kind: RelayKind, frame: Utf8Bytes },
     /// A socket closed.
     Disconnect { conn: ConnId },
     /// Tell every socket to reconnect (close 1012), for a graceful restart.
@@ -92,16 +84,8 @@ pub struct HubStats {
 impl HubStats {
     /// Whether every table is empty (reports are kept on purpose).
     pub fn is_empty(&self) -> bool {
-        let HubStats {
-            sessions,
-            live_sockets,
-            tokens,
-            waiting,
-            in_match,
-            grace_timers,
-            buffered_signals,
-            reports: _,
-        } = *self;
+        let HubStats { sessions, live_sockets, tokens, waiting, in_match, grace_timers, buffered_signals, reports: _ } =
+            *self;
         sessions + live_sockets + tokens + waiting + in_match + grace_timers + buffered_signals == 0
     }
 }
@@ -209,9 +193,8 @@ struct Hub {
 
 impl Hub {
     fn new(config: HubConfig) -> Self {
-        let matcher = Matcher::new(matcher::Config {
-            interest_fallback: config.interest_fallback.as_millis() as Millis,
-        });
+        let matcher =
+            Matcher::new(matcher::Config { interest_fallback: config.interest_fallback.as_millis() as Millis });
         Self {
             config,
             sessions: HashMap::new(),
@@ -243,17 +226,12 @@ impl Hub {
     }
 
     fn now_ms(&self) -> Millis {
-        Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_millis() as Millis
+        Instant::now().saturating_duration_since(self.epoch).as_millis() as Millis
     }
 
     fn next_wake(&self) -> Option<Instant> {
         let grace = self.grace.first().map(|&(t, _)| t);
-        let matcher = self
-            .matcher
-            .next_deadline()
-            .map(|ms| self.epoch + Duration::from_millis(ms));
+        let matcher = self.matcher.next_deadline().map(|ms| self.epoch + Duration::from_millis(ms));
         grace.into_iter().chain(matcher).min()
     }
 
@@ -278,12 +256,7 @@ impl Hub {
                     self.client(sid, msg);
                 }
             }
-            Command::Relay {
-                conn,
-                match_id,
-                kind,
-                frame,
-            } => {
+            Command::Relay { conn, match_id, kind, frame } => {
                 if let Some(&sid) = self.sockets.get(&conn) {
                     self.relay(sid, match_id, kind, frame);
                 }
@@ -324,10 +297,7 @@ impl Hub {
     }
 
     fn online(&self) -> OnlineCounts {
-        OnlineCounts {
-            count: self.sessions.len() as u32,
-            chatting: self.chatting,
-        }
+        OnlineCounts { count: self.sessions.len() as u32, chatting: self.chatting }
     }
 
     /// Pushes `online` to every socket when the counts changed since the last push.
@@ -418,10 +388,7 @@ impl Hub {
     /// or ending its grace period.
     fn attach(&mut self, sid: SessionId, conn: Conn) {
         self.sockets.insert(conn.id, sid);
-        let session = self
-            .sessions
-            .get_mut(&sid)
-            .expect("a token maps to a live session");
+        let session = self.sessions.get_mut(&sid).expect("a token maps to a live session");
         session.ip = conn.ip;
         if let Some(old) = session.conn.replace(conn) {
             self.sockets.remove(&old.id);
@@ -439,18 +406,12 @@ impl Hub {
     /// Tells a resumed session where it stands.
     fn restore(&mut self, sid: SessionId) {
         let now = self.now_ms();
-        let session = self
-            .sessions
-            .get_mut(&sid)
-            .expect("restoring a live session");
+        let session = self.sessions.get_mut(&sid).expect("restoring a live session");
         match &mut session.state {
             State::Idle => {}
             State::Queued { since } => {
                 let since = *since;
-                let prefs = session
-                    .prefs
-                    .clone()
-                    .expect("a queued session has preferences");
+                let prefs = session.prefs.clone().expect("a queued session has preferences");
                 self.send(sid, &ServerMsg::Queued { mode: prefs.mode });
                 self.enqueue(sid, since, now);
             }
@@ -480,10 +441,7 @@ impl Hub {
             return;
         };
         let until = Instant::now() + self.config.grace;
-        let session = self
-            .sessions
-            .get_mut(&sid)
-            .expect("a socket maps to a live session");
+        let session = self.sessions.get_mut(&sid).expect("a socket maps to a live session");
         if session.conn.as_ref().is_none_or(|c| c.id != conn) {
             return;
         }
@@ -547,18 +505,10 @@ impl Hub {
 
     fn join(&mut self, sid: SessionId, prefs: Preferences) {
         let now = self.now_ms();
-        let session = self
-            .sessions
-            .get_mut(&sid)
-            .expect("messages come from live sessions");
+        let session = self.sessions.get_mut(&sid).expect("messages come from live sessions");
         let since = match session.state {
             State::Matched(_) => {
-                return self.error(
-                    sid,
-                    ErrorCode::NotAllowed,
-                    "already in a match: send next or stop first",
-                    None,
-                );
+                return self.error(sid, ErrorCode::NotAllowed, "already in a match: send next or stop first", None);
             }
             State::Queued { since } => since,
             State::Idle => now,
@@ -572,15 +522,9 @@ impl Hub {
 
     /// Puts a queued session's ticket into the matcher and starts what it pairs.
     fn enqueue(&mut self, sid: SessionId, since: Millis, now: Millis) {
-        let session = self
-            .sessions
-            .get_mut(&sid)
-            .expect("enqueueing a live session");
+        let session = self.sessions.get_mut(&sid).expect("enqueueing a live session");
         session.avoid.retain(|a| a.until.is_none_or(|t| t > now));
-        let prefs = session
-            .prefs
-            .as_ref()
-            .expect("a queued session has preferences");
+        let prefs = session.prefs.as_ref().expect("a queued session has preferences");
         let ticket = Ticket {
             session: sid,
             mode: prefs.mode,
@@ -601,17 +545,11 @@ impl Hub {
 
     fn start_match(&mut self, pair: Pair) {
         let id = MatchId(Uuid::new_v4());
-        let country = |hub: &Self, s: SessionId| {
-            hub.sessions[&s]
-                .prefs
-                .as_ref()
-                .and_then(|p| p.country.clone())
-        };
+        let country = |hub: &Self, s: SessionId| hub.sessions[&s].prefs.as_ref().and_then(|p| p.country.clone());
         let (c1, c2) = (country(self, pair.first), country(self, pair.second));
-        for (me, peer, role, peer_country) in [
-            (pair.first, pair.second, Role::Offerer, c2),
-            (pair.second, pair.first, Role::Answerer, c1),
-        ] {
+        for (me, peer, role, peer_country) in
+            [(pair.first, pair.second, Role::Offerer, c2), (pair.second, pair.first, Role::Answerer, c1)]
+        {
             let side = Side {
                 id,
                 peer,
@@ -623,10 +561,7 @@ impl Hub {
                 pending_bytes: 0,
                 missed_chat: VecDeque::new(),
             };
-            let session = self
-                .sessions
-                .get_mut(&me)
-                .expect("paired sessions are live");
+            let session = self.sessions.get_mut(&me).expect("paired sessions are live");
             session.state = State::Matched(Box::new(side));
             self.chatting += 1;
             self.send(
@@ -645,12 +580,7 @@ impl Hub {
     /// Ends `sid`'s match, if any: the peer is told `reason` and becomes idle.
     /// `cooldown`: keep the two apart for that long (`Some(None)`: forever).
     /// Returns the ended match.
-    fn end_match(
-        &mut self,
-        sid: SessionId,
-        reason: LeftReason,
-        cooldown: Option<Option<Millis>>,
-    ) -> Option<MatchId> {
+    fn end_match(&mut self, sid: SessionId, reason: LeftReason, cooldown: Option<Option<Millis>>) -> Option<MatchId> {
         let session = self.sessions.get_mut(&sid)?;
         if !matches!(session.state, State::Matched(_)) {
             return None;
@@ -660,46 +590,21 @@ impl Hub {
         };
         let my_ip = session.ip;
         let peer_ip = self.sessions.get(&side.peer).map_or(my_ip, |p| p.ip);
-        self.set_ended(
-            sid,
-            PastMatch {
-                id: side.id,
-                peer: side.peer,
-                peer_ip,
-            },
-            cooldown,
-        );
+        self.set_ended(sid, PastMatch { id: side.id, peer: side.peer, peer_ip }, cooldown);
         if let Some(peer) = self.sessions.get_mut(&side.peer)
             && matches!(&peer.state, State::Matched(p) if p.id == side.id)
         {
             peer.state = State::Idle;
             self.chatting -= 1;
-            self.set_ended(
-                side.peer,
-                PastMatch {
-                    id: side.id,
-                    peer: sid,
-                    peer_ip: my_ip,
-                },
-                cooldown,
-            );
-            self.send(
-                side.peer,
-                &ServerMsg::PeerLeft {
-                    match_id: side.id,
-                    reason,
-                },
-            );
+            self.set_ended(side.peer, PastMatch { id: side.id, peer: sid, peer_ip: my_ip }, cooldown);
+            self.send(side.peer, &ServerMsg::PeerLeft { match_id: side.id, reason });
         }
         self.chatting -= 1;
         Some(side.id)
     }
 
     fn set_ended(&mut self, sid: SessionId, past: PastMatch, cooldown: Option<Option<Millis>>) {
-        let session = self
-            .sessions
-            .get_mut(&sid)
-            .expect("ending a live session's match");
+        let session = self.sessions.get_mut(&sid).expect("ending a live session's match");
         session.last_match = Some(past);
         if let Some(until) = cooldown {
             add_avoid(&mut session.avoid, past.peer, until);
@@ -707,9 +612,7 @@ impl Hub {
     }
 
     fn cooldown_until(&self) -> Option<Option<Millis>> {
-        Some(Some(
-            self.now_ms() + self.config.rematch_cooldown.as_millis() as Millis,
-        ))
+        Some(Some(self.now_ms() + self.config.rematch_cooldown.as_millis() as Millis))
     }
 
     fn ready(&mut self, sid: SessionId, match_id: MatchId) {
@@ -735,12 +638,7 @@ impl Hub {
             _ => false,
         };
         if !current {
-            self.error(
-                sid,
-                ErrorCode::StaleMatch,
-                "that match is not your current one",
-                Some(match_id),
-            );
+            self.error(sid, ErrorCode::StaleMatch, "that match is not your current one", Some(match_id));
             return None;
         }
         match &mut self.sessions.get_mut(&sid)?.state {
@@ -797,12 +695,7 @@ impl Hub {
             return;
         };
         let Some(mode) = session.prefs.as_ref().map(|p| p.mode) else {
-            return self.error(
-                sid,
-                ErrorCode::NotInMatch,
-                "nothing to skip and no earlier join to repeat",
-                None,
-            );
+            return self.error(sid, ErrorCode::NotInMatch, "nothing to skip and no earlier join to repeat", None);
         };
         self.end_match(sid, LeftReason::Skipped, cooldown);
         self.matcher.remove(sid);
@@ -822,29 +715,17 @@ impl Hub {
     }
 
     /// The match `match_id` if it is `sid`'s current or last one: (peer, peer address, current?).
-    fn named_match(
-        &mut self,
-        sid: SessionId,
-        match_id: MatchId,
-    ) -> Option<(SessionId, IpAddr, bool)> {
+    fn named_match(&mut self, sid: SessionId, match_id: MatchId) -> Option<(SessionId, IpAddr, bool)> {
         let session = self.sessions.get(&sid)?;
         let found = match &session.state {
             State::Matched(side) if side.id == match_id => {
                 let ip = self.sessions.get(&side.peer).map(|p| p.ip)?;
                 Some((side.peer, ip, true))
             }
-            _ => session
-                .last_match
-                .filter(|m| m.id == match_id)
-                .map(|m| (m.peer, m.peer_ip, false)),
+            _ => session.last_match.filter(|m| m.id == match_id).map(|m| (m.peer, m.peer_ip, false)),
         };
         if found.is_none() {
-            self.error(
-                sid,
-                ErrorCode::StaleMatch,
-                "that match is not your current or last one",
-                Some(match_id),
-            );
+            self.error(sid, ErrorCode::StaleMatch, "that match is not your current or last one", Some(match_id));
         }
         found
     }
@@ -890,10 +771,7 @@ fn add_avoid(list: &mut Vec<Avoid>, peer: SessionId, until: Option<Millis>) {
             list.remove(i);
         }
     }
-    list.push(Avoid {
-        session: peer,
-        until,
-    });
+    list.push(Avoid { session: peer, until });
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

@@ -48,26 +48,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (router, state) = site::router(&config)?;
-    on_start(Running {
-        hub: state.hub.clone(),
-        addr,
-    });
+    on_start(Running { hub: state.hub.clone(), addr });
     let drain = state.clone();
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: asking clients to reconnect");
-        let _ = drain.hub.send(hub::Command::Drain).await;
-    })
-    .await?;
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: asking clients to reconnect");
+            let _ = drain.hub.send(hub::Command::Drain).await;
+        })
+        .await?;
     state.tasks.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
     Ok(())

@@ -38,19 +38,12 @@ pub struct ConnPermit {
 
 impl ConnLimits {
     pub fn new(per_ip: u32, total: u32) -> Self {
-        Self {
-            inner: Arc::default(),
-            per_ip,
-            total,
-        }
+        Self { inner: Arc::default(), per_ip, total }
     }
 
     /// Takes a slot for `ip`, or says which cap is reached.
     pub fn acquire(&self, ip: IpAddr) -> Result<ConnPermit, LimitError> {
-        let mut counts = self
-            .inner
-            .lock()
-            .expect("the limits lock is never held across a panic");
+        let mut counts = self.inner.lock().expect("the limits lock is never held across a panic");
         if counts.total >= self.total {
             return Err(LimitError::Total);
         }
@@ -60,28 +53,18 @@ impl ConnLimits {
         }
         *n += 1;
         counts.total += 1;
-        Ok(ConnPermit {
-            limits: self.clone(),
-            ip,
-        })
+        Ok(ConnPermit { limits: self.clone(), ip })
     }
 
     /// Open connections in all.
     pub fn total(&self) -> u32 {
-        self.inner
-            .lock()
-            .expect("the limits lock is never held across a panic")
-            .total
+        self.inner.lock().expect("the limits lock is never held across a panic").total
     }
 }
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
-        let mut counts = self
-            .limits
-            .inner
-            .lock()
-            .expect("the limits lock is never held across a panic");
+        let mut counts = self.limits.inner.lock().expect("the limits lock is never held across a panic");
         counts.total -= 1;
         if let Some(n) = counts.by_ip.get_mut(&self.ip) {
             *n -= 1;

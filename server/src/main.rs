@@ -9,17 +9,14 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let filter = EnvFilter::try_new(&config.log)
-        .with_context(|| format!("invalid --log filter `{}`", config.log))?;
+    let filter = EnvFilter::try_new(&config.log).with_context(|| format!("invalid --log filter `{}`", config.log))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     let bind = server::site::bind_addr(&config)?;
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     server::serve(config, listener, shutdown_signal(), |running| {
         tracing::info!("listening on http://{}", running.addr);
     })

@@ -27,11 +27,8 @@ use tower_http::compression::CompressionLayer;
 pub fn leptos_options(config: &Config) -> anyhow::Result<LeptosOptions> {
     let path = &config.leptos_config;
     let conf = if path.exists() {
-        let p = path
-            .to_str()
-            .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
-        get_configuration(Some(p))
-            .with_context(|| format!("cannot read site options from {}", path.display()))?
+        let p = path.to_str().with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+        get_configuration(Some(p)).with_context(|| format!("cannot read site options from {}", path.display()))?
     } else {
         get_configuration(None).context("cannot read site options from LEPTOS_* variables")?
     };
@@ -52,11 +49,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
     let ice_servers = if config.stun_urls.is_empty() {
         Vec::new()
     } else {
-        vec![IceServer {
-            urls: config.stun_urls.clone(),
-            username: None,
-            credential: None,
-        }]
+        vec![IceServer { urls: config.stun_urls.clone(), username: None, credential: None }]
     };
     let hub = hub::spawn(HubConfig {
         grace: config.grace(),
@@ -67,9 +60,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         ice_servers,
         online_interval: Duration::from_secs(1),
     });
-    let nonzero = |v: u32, name: &str| {
-        NonZeroU32::new(v).with_context(|| format!("{name} must be at least 1"))
-    };
+    let nonzero = |v: u32, name: &str| NonZeroU32::new(v).with_context(|| format!("{name} must be at least 1"));
     let ws_state = WsState {
         hub,
         limits: ConnLimits::new(config.max_conn_per_ip, config.max_connections),
@@ -87,10 +78,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         tasks: TaskTracker::new(),
     };
 
-    let api = Router::new()
-        .route("/ws", get(ws::handler))
-        .route("/healthz", get(healthz))
-        .with_state(ws_state.clone());
+    let api = Router::new().route("/ws", get(ws::handler)).route("/healthz", get(healthz)).with_state(ws_state.clone());
 
     let routes = generate_route_list(App);
     let site = Router::new()

@@ -76,9 +76,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     };
     let origin = origin.trim_end_matches('/');
     if !allowed.is_empty() {
-        return allowed
-            .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        return allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
@@ -128,10 +126,7 @@ pub async fn handler(
 /// by anything that speaks axum's `Message`.
 pub async fn serve_socket<S>(socket: S, ip: IpAddr, resume: Option<ResumeToken>, state: WsState)
 where
-    S: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
-        + Send
-        + 'static,
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
     let settings = state.settings.clone();
     let (sink, mut stream) = socket.split();
@@ -139,29 +134,14 @@ where
     let kill = CancellationToken::new();
     let id = ConnId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let conn = Conn::new(id, ip, tx, kill.clone());
-    let writer = tokio::spawn(write_loop(
-        sink,
-        rx,
-        kill.clone(),
-        settings.idle_timeout / 3,
-    ));
-    if state
-        .hub
-        .send(Command::Connect {
-            conn: conn.clone(),
-            resume,
-        })
-        .await
-        .is_err()
-    {
+    let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), settings.idle_timeout / 3));
+    if state.hub.send(Command::Connect { conn: conn.clone(), resume }).await.is_err() {
         conn.close(close::SERVICE_RESTART, "server restarting");
     } else {
         let mut reader = Reader {
             conn: conn.clone(),
             hub: state.hub.clone(),
-            limiter: RateLimiter::direct(
-                Quota::per_second(settings.rate_per_sec).allow_burst(settings.rate_burst),
-            ),
+            limiter: RateLimiter::direct(Quota::per_second(settings.rate_per_sec).allow_burst(settings.rate_burst)),
             strikes: 0,
             last_strike: Instant::now(),
             flood_strikes: settings.flood_strikes,
@@ -256,11 +236,7 @@ impl Reader {
         if self.strikes > self.flood_strikes {
             return Some(Flow::Flood);
         }
-        self.reply(&ServerMsg::error(
-            ErrorCode::RateLimited,
-            "too many messages; this one was dropped",
-            None,
-        ));
+        self.reply(&ServerMsg::error(ErrorCode::RateLimited, "too many messages; this one was dropped", None));
         Some(Flow::Continue)
     }
 
@@ -268,11 +244,7 @@ impl Reader {
         if let Some(flow) = self.limited() {
             return flow;
         }
-        self.reply(&ServerMsg::error(
-            ErrorCode::BadMessage,
-            "binary frames are not supported; send JSON text",
-            None,
-        ));
+        self.reply(&ServerMsg::error(ErrorCode::BadMessage, "binary frames are not supported; send JSON text", None));
         Flow::Continue
     }
 
@@ -317,12 +289,8 @@ impl Reader {
     }
 }
 
-async fn write_loop<S>(
-    mut sink: S,
-    mut rx: mpsc::Receiver<Outbound>,
-    kill: CancellationToken,
-    ping_every: Duration,
-) where
+async fn write_loop<S>(mut sink: S, mut rx: mpsc::Receiver<Outbound>, kill: CancellationToken, ping_every: Duration)
+where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -381,16 +349,8 @@ async fn send_close<S>(sink: &mut S, code: u16, reason: &'static str) -> Result<
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    match tokio::time::timeout(
-        Duration::from_secs(1),
-        sink.send(Message::Close(Some(frame))),
-    )
-    .await
-    {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+    match tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }

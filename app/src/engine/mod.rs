@@ -32,10 +32,7 @@ pub struct Engine {
 impl Engine {
     /// Creates the engine and provides it to the component tree below.
     pub fn provide() -> Self {
-        let engine = Self {
-            link: RwSignal::new(Link::Connecting),
-            online: RwSignal::new(None),
-        };
+        let engine = Self { link: RwSignal::new(Link::Connecting), online: RwSignal::new(None) };
         provide_context(engine);
         engine
     }

@@ -35,9 +35,7 @@ async fn run(engine: Engine) {
                             }
                             engine.apply(&msg);
                         }
-                        Err(e) => leptos::logging::warn!(
-                            "ignoring a server message I do not understand: {e}"
-                        ),
+                        Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
                     }
                 }
             }
@@ -57,11 +55,7 @@ fn backoff_ms(failures: u32) -> i32 {
 
 fn url() -> String {
     let location = window().location();
-    let scheme = if location.protocol().as_deref() == Ok("https:") {
-        "wss"
-    } else {
-        "ws"
-    };
+    let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
     let host = location.host().unwrap_or_default();
     match load_token() {
         Some(token) => format!("{scheme}://{host}/ws?resume={token}"),
@@ -74,11 +68,7 @@ fn storage() -> Option<web_sys::Storage> {
 }
 
 fn load_token() -> Option<String> {
-    storage()?
-        .get_item(RESUME_KEY)
-        .ok()
-        .flatten()
-        .filter(|t| protocol::ResumeToken::parse(t).is_some())
+    storage()?.get_item(RESUME_KEY).ok().flatten().filter(|t| protocol::ResumeToken::parse(t).is_some())
 }
 
 fn store_token(token: &str) {
