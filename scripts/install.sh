@@ -47,8 +47,12 @@ if [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTO
   cargo install --locked cargo-leptos --version "$CARGO_LEPTOS_VERSION" --force
 fi
 
-# 5. npm dev tools (tailwind, binaryen's wasm-opt, playwright-core), from the lockfile.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+# 5. npm dev tools (tailwind, binaryen's wasm-opt, playwright-core), at the exact versions
+#    of package.json / package-lock.json. `npm install` rather than `npm ci`: the lockfile
+#    holds only this platform's optional native packages (tailwind's oxide builds), which
+#    `npm ci` refuses; `npm install` resolves the same versions and leaves the lock as is.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+   || [ package.json -nt node_modules/.package-lock.json ]; then
+  log "npm install"
+  npm install --no-audit --no-fund --loglevel=error
 fi

@@ -252,3 +252,23 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+#[tokio::test]
+async fn a_silent_client_is_pinged_then_dropped_after_the_idle_timeout() {
+    let mut cfg = config();
+    cfg.idle_timeout_secs = 0.6;
+    let server = TestServer::start(cfg).await;
+    let mut a = server.client().await;
+    // A client that reads answers pings (tungstenite replies on read) and stays.
+    for _ in 0..4 {
+        let _ = tokio::time::timeout(Duration::from_millis(300), a.ws.next()).await;
+    }
+    let mut b = server.client().await;
+    b.join(Mode::Text, &[]).await;
+    // A client that never reads never pongs: it is closed once the timeout passes.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(b.expect_close().await, close::POLICY);
+    server.wait_stats(|s| s.live_sockets == 1).await;
+    drop(a);
+    server.stop().await;
+}
