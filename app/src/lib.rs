@@ -57,7 +57,7 @@ pub fn App() -> impl IntoView {
     // Runs in the browser only, once the page is interactive: tests and scripts wait
     // for this marker before they click.
     Effect::new(move |_| {
-        engine.start();
+        engine.connect();
         mark_hydrated();
     });
 
@@ -67,6 +67,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=|| view! { <pages::NotFound /> }>
                 <Route path=path!("/") view=pages::Landing />
+                <Route path=path!("/chat") view=pages::Chat />
             </Routes>
         </Router>
     }

@@ -116,7 +116,7 @@ async fn the_online_badge_shows_what_the_server_says() {
     assert_eq!(badge.text_content().unwrap().trim(), "Connecting…");
     assert_eq!(badge.get_attribute("data-count"), None);
 
-    engine.apply(&ServerMsg::Online(OnlineCounts { count: 1234, chatting: 56 }));
+    engine.apply(ServerMsg::Online(OnlineCounts { count: 1234, chatting: 56 }));
     engine.link.set(app::engine::Link::Connected);
     settle().await;
     assert_eq!(badge.text_content().unwrap().trim(), "1,234 online · 56 chatting");

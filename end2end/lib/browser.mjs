@@ -12,16 +12,20 @@ mkdirSync(resultsDir, { recursive: true });
 const FLAGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+  // Permission prompts answer "allow"; autoplay needs no click (as after a reload).
+  '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
 ];
 
-/** Launches one Chromium process (its own profile directory). */
-export async function launch({ extraArgs = [] } = {}) {
+/**
+ * Launches one Chromium process (its own profile directory). `fakeDevices`: a fake
+ * camera and microphone (otherwise the machine's, i.e. none here).
+ */
+export async function launch({ extraArgs = [], fakeDevices = true } = {}) {
   const profile = mkdtempSync(path.join(os.tmpdir(), 'letsmeet-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: [...FLAGS, ...extraArgs],
+    args: [...FLAGS, ...(fakeDevices ? ['--use-fake-device-for-media-stream'] : []), ...extraArgs],
     viewport: { width: 1280, height: 800 },
   });
   const problems = [];

@@ -1,15 +1,24 @@
-//! The client engine's state, shared with every component through context.
+//! The client engine: one state machine for the whole chat, shared with every
+//! component through context.
 //!
-//! Components only read these signals; the socket task (browser only, see
-//! [`socket`]) is the one writer, through [`Engine::apply`].
+//! Components read the signals and call the actions ([`Engine::start`],
+//! [`Engine::next`], ...). The browser-only parts ([`socket`]: the signaling
+//! WebSocket; [`media`]: camera, microphone and the WebRTC peer connection) feed
+//! server messages into [`Engine::apply`], the only place the phase changes on the
+//! server's word. On the server (SSR) the same signals render the initial page.
 
 #[cfg(feature = "hydrate")]
-mod socket;
+pub mod media;
+#[cfg(feature = "hydrate")]
+pub(crate) mod socket;
 
 use leptos::prelude::*;
-use protocol::{OnlineCounts, ServerMsg};
+use protocol::{
+    ClientMsg, ErrorCode, IceServer, LeftReason, MatchId, Mode, OnlineCounts, Preferences, ReportReason, Role,
+    ServerMsg,
+};
 
-/// The state of the link to the server.
+/// The state of our own link to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
     /// Server-rendered page, or the first connection attempt is under way.
@@ -18,6 +27,70 @@ pub enum Link {
     Connected,
     /// The connection dropped; the next attempt is scheduled.
     Reconnecting,
+    /// The server restarts; we reconnect right away.
+    Restarting,
+}
+
+/// Where the chat is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not chatting, not waiting.
+    Idle,
+    /// Getting camera and microphone permission before joining.
+    AskingMedia,
+    /// In the queue.
+    Waiting,
+    /// Matched; the peer connection is being set up (video only).
+    Connecting,
+    /// Talking.
+    Connected,
+    /// The stranger's socket dropped; the match is held for them.
+    PeerReconnecting,
+    /// The stranger left (or their connection did not come back).
+    PeerLeft(LeftReason),
+    /// This address is banned until the given time (RFC 3339).
+    Banned { reason: String, until: String },
+}
+
+/// The current match, as the server described it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchInfo {
+    pub id: MatchId,
+    pub role: Role,
+    pub mode: Mode,
+    pub common_interests: Vec<String>,
+    pub peer_country: Option<String>,
+}
+
+/// Who wrote a line of the chat log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Author {
+    Me,
+    Stranger,
+    /// Status lines ("You're now chatting with a stranger.").
+    System,
+}
+
+/// One line of the chat log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatLine {
+    /// Unique within the page (keys for the list).
+    pub seq: u64,
+    pub author: Author,
+    pub text: String,
+}
+
+/// Why media could not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaProblem {
+    /// The user (or a policy) refused camera/microphone access.
+    Denied,
+    /// No camera or microphone exists.
+    Missing,
+    /// The device exists but cannot be used (in use by another app, ...).
+    Unavailable(String),
+    /// This browser has no WebRTC.
+    NoWebRtc,
 }
 
 /// Handle on the engine's signals (cheap to copy).
@@ -27,12 +100,63 @@ pub struct Engine {
     pub link: RwSignal<Link>,
     /// Latest online counts from the server; `None` until the first `welcome`.
     pub online: RwSignal<Option<OnlineCounts>>,
+    pub phase: RwSignal<Phase>,
+    pub current: RwSignal<Option<MatchInfo>>,
+    /// The chat log; kept after the stranger leaves until the next match starts.
+    pub log: RwSignal<Vec<ChatLine>>,
+    pub peer_typing: RwSignal<bool>,
+    /// The preferences of the last start (what `next` repeats).
+    pub prefs: RwSignal<Option<Preferences>>,
+    /// Queue again by itself a few seconds after the stranger leaves.
+    pub auto_next: RwSignal<bool>,
+    /// A problem to show (refused message, media trouble); cleared by the next action.
+    pub notice: RwSignal<Option<String>>,
+    pub media_problem: RwSignal<Option<MediaProblem>>,
+    /// ICE servers from the last `welcome`.
+    pub ice_servers: RwSignal<Vec<IceServer>>,
+    /// Bumped whenever a media stream changes, so video elements rebind.
+    pub media_rev: RwSignal<u64>,
+    /// Connection facts from getStats: direct or relayed, round trip, incoming bitrate.
+    pub stats: RwSignal<Option<ConnStats>>,
+    /// Microphone muted / camera off.
+    pub mic_muted: RwSignal<bool>,
+    pub camera_off: RwSignal<bool>,
+    next_seq: StoredValue<u64>,
+    /// The match that ended last (report and block still apply to it).
+    ended: StoredValue<Option<MatchId>>,
+}
+
+/// What the connection badge shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnStats {
+    /// The selected candidate pair goes through a TURN relay.
+    pub relayed: bool,
+    pub rtt_ms: Option<f64>,
+    pub inbound_kbps: Option<f64>,
 }
 
 impl Engine {
     /// Creates the engine and provides it to the component tree below.
     pub fn provide() -> Self {
-        let engine = Self { link: RwSignal::new(Link::Connecting), online: RwSignal::new(None) };
+        let engine = Self {
+            link: RwSignal::new(Link::Connecting),
+            online: RwSignal::new(None),
+            phase: RwSignal::new(Phase::Idle),
+            current: RwSignal::new(None),
+            log: RwSignal::new(Vec::new()),
+            peer_typing: RwSignal::new(false),
+            prefs: RwSignal::new(None),
+            auto_next: RwSignal::new(false),
+            notice: RwSignal::new(None),
+            media_problem: RwSignal::new(None),
+            ice_servers: RwSignal::new(Vec::new()),
+            media_rev: RwSignal::new(0),
+            stats: RwSignal::new(None),
+            mic_muted: RwSignal::new(false),
+            camera_off: RwSignal::new(false),
+            next_seq: StoredValue::new(0),
+            ended: StoredValue::new(None),
+        };
         provide_context(engine);
         engine
     }
@@ -42,21 +166,298 @@ impl Engine {
         expect_context::<Self>()
     }
 
-    /// Opens the signaling socket (browser only; a no-op when rendering on the server).
-    pub fn start(self) {
+    /// Restores this tab's preferences and opens the signaling socket (browser only,
+    /// after hydration, so the first render matches the server's; a no-op on the server).
+    pub fn connect(self) {
         #[cfg(feature = "hydrate")]
-        socket::start(self);
+        {
+            if self.prefs.get_untracked().is_none() {
+                self.prefs.set(socket::load_prefs());
+            }
+            socket::start(self);
+        }
+    }
+
+    /// Whether a chat is under way or being looked for (the chat screen is relevant).
+    pub fn in_chat(&self) -> bool {
+        !matches!(self.phase.get(), Phase::Idle | Phase::Banned { .. })
+    }
+
+    fn push_line(&self, author: Author, text: impl Into<String>) {
+        let seq = self.next_seq.get_value();
+        self.next_seq.set_value(seq + 1);
+        self.log.update(|log| log.push(ChatLine { seq, author, text: text.into() }));
+    }
+
+    fn send(&self, msg: ClientMsg) {
+        #[cfg(feature = "hydrate")]
+        socket::send(msg);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = msg;
+    }
+
+    // ----- actions ------------------------------------------------------------------
+
+    /// Starts looking for a stranger with these preferences. For video, camera and
+    /// microphone are requested first; if that fails the user is offered text mode.
+    pub fn start(self, prefs: Preferences) {
+        self.notice.set(None);
+        self.media_problem.set(None);
+        self.prefs.set(Some(prefs.clone()));
+        #[cfg(feature = "hydrate")]
+        socket::store_prefs(&prefs);
+        match prefs.mode {
+            Mode::Text => self.join(prefs),
+            Mode::Video => {
+                self.phase.set(Phase::AskingMedia);
+                #[cfg(feature = "hydrate")]
+                media::acquire_then(self, move |engine| engine.join(prefs));
+            }
+        }
+    }
+
+    fn join(self, prefs: Preferences) {
+        self.phase.set(Phase::Waiting);
+        self.send(ClientMsg::Join(prefs));
+    }
+
+    /// Media failed: stop (leaving any match) and explain, offering text mode.
+    pub fn media_failed(self, problem: MediaProblem) {
+        if self.current.get_untracked().is_some() || self.phase.get_untracked() == Phase::Waiting {
+            self.send(ClientMsg::Stop);
+        }
+        self.stop_locally();
+        self.media_problem.set(Some(problem));
+    }
+
+    /// Ends the current chat (if any) and looks for the next stranger.
+    pub fn next(self) {
+        self.notice.set(None);
+        self.end_media();
+        self.current.set(None);
+        self.peer_typing.set(false);
+        self.phase.set(Phase::Waiting);
+        self.send(ClientMsg::Next);
+    }
+
+    /// Ends the current chat or stops waiting; back to idle (camera off).
+    pub fn stop(self) {
+        self.send(ClientMsg::Stop);
+        self.stop_locally();
+        #[cfg(feature = "hydrate")]
+        media::release_local(self);
+    }
+
+    /// Back to idle without telling the server (it already knows, or is gone).
+    pub(crate) fn stop_locally(self) {
+        self.end_media();
+        self.current.set(None);
+        self.peer_typing.set(false);
+        self.phase.set(Phase::Idle);
+    }
+
+    /// Sends a chat line to the stranger (trimmed; empty lines are ignored).
+    pub fn say(self, text: &str) {
+        let text = text.trim();
+        let Some(info) = self.current.get_untracked() else { return };
+        if text.is_empty() || text.chars().count() > protocol::limits::MAX_CHAT_CHARS {
+            return;
+        }
+        self.push_line(Author::Me, text);
+        self.send(ClientMsg::Chat { match_id: info.id, text: text.to_string() });
+        self.send(ClientMsg::Typing { match_id: info.id, typing: false });
+    }
+
+    /// Tells the stranger whether we are typing.
+    pub fn typing(self, typing: bool) {
+        if let Some(info) = self.current.get_untracked() {
+            self.send(ClientMsg::Typing { match_id: info.id, typing });
+        }
+    }
+
+    /// The match that report/block refer to: the current one, else the one that just ended.
+    fn last_match_id(&self) -> Option<MatchId> {
+        self.current.get_untracked().map(|m| m.id).or_else(|| self.ended.get_value())
+    }
+
+    /// Reports the stranger of the current (or just ended) chat.
+    pub fn report(self, reason: ReportReason) {
+        if let Some(match_id) = self.last_match_id() {
+            self.send(ClientMsg::Report { match_id, reason });
+            self.push_line(Author::System, "Thanks. Your report was sent.");
+        }
+    }
+
+    /// Never meet this stranger again; ends the chat without looking for the next.
+    pub fn block(self) {
+        if let Some(match_id) = self.last_match_id() {
+            let was_current = self.current.get_untracked().is_some();
+            self.send(ClientMsg::Block { match_id });
+            self.push_line(Author::System, "Blocked. You won't be matched with this stranger again.");
+            if was_current {
+                self.end_media();
+                self.current.set(None);
+                self.peer_typing.set(false);
+                self.phase.set(Phase::PeerLeft(LeftReason::Skipped));
+            }
+        }
+    }
+
+    fn end_media(&self) {
+        if let Some(info) = self.current.get_untracked() {
+            self.ended.set_value(Some(info.id));
+        }
+        #[cfg(feature = "hydrate")]
+        media::end_peer(*self);
+        self.stats.set(None);
     }
 
     /// Applies a message from the server to the state.
-    pub fn apply(&self, msg: &ServerMsg) {
+    pub fn apply(self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { online, .. } => {
+            ServerMsg::Welcome { online, ice_servers, resumed, .. } => {
                 self.link.set(Link::Connected);
-                self.online.set(Some(*online));
+                self.online.set(Some(online));
+                self.ice_servers.set(ice_servers);
+                if !resumed {
+                    self.session_lost();
+                }
             }
-            ServerMsg::Online(counts) => self.online.set(Some(*counts)),
+            ServerMsg::Online(counts) => self.online.set(Some(counts)),
+            ServerMsg::Queued { .. } => {
+                if self.phase.get_untracked() != Phase::Idle {
+                    self.phase.set(Phase::Waiting);
+                }
+            }
+            ServerMsg::Matched { match_id, role, common_interests, peer_country } => {
+                let mode = self.prefs.get_untracked().map_or(Mode::Text, |p| p.mode);
+                let same = self.current.get_untracked().is_some_and(|m| m.id == match_id)
+                    || self.ended.get_value() == Some(match_id);
+                if !same {
+                    // A new stranger: the previous conversation goes.
+                    self.log.set(Vec::new());
+                    let hello = match common_interests.as_slice() {
+                        [] => "You're now chatting with a stranger. Say hi!".to_string(),
+                        list => format!("You're now chatting with a stranger. You both like {}.", join_words(list)),
+                    };
+                    self.push_line(Author::System, hello);
+                }
+                self.current.set(Some(MatchInfo { id: match_id, role, mode, common_interests, peer_country }));
+                self.peer_typing.set(false);
+                match mode {
+                    Mode::Text => {
+                        self.phase.set(Phase::Connected);
+                        self.send(ClientMsg::Ready { match_id });
+                    }
+                    Mode::Video => {
+                        self.phase.set(Phase::Connecting);
+                        // After a reload the camera has to be opened again first.
+                        #[cfg(feature = "hydrate")]
+                        media::acquire_then(self, media::start_peer);
+                        #[cfg(not(feature = "hydrate"))]
+                        self.send(ClientMsg::Ready { match_id });
+                    }
+                }
+            }
+            ServerMsg::Signal { match_id, payload } => {
+                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
+                    #[cfg(feature = "hydrate")]
+                    media::on_signal(payload);
+                    #[cfg(not(feature = "hydrate"))]
+                    let _ = payload;
+                }
+            }
+            ServerMsg::Chat { match_id, text } => {
+                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
+                    self.peer_typing.set(false);
+                    self.push_line(Author::Stranger, text);
+                }
+            }
+            ServerMsg::Typing { match_id, typing } => {
+                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
+                    self.peer_typing.set(typing);
+                }
+            }
+            ServerMsg::PeerLeft { match_id, reason } => {
+                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
+                    self.end_media();
+                    self.current.set(None);
+                    self.peer_typing.set(false);
+                    self.push_line(Author::System, "Stranger has disconnected.");
+                    self.phase.set(Phase::PeerLeft(reason));
+                }
+            }
+            ServerMsg::PeerReconnecting { match_id } => {
+                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
+                    self.phase.set(Phase::PeerReconnecting);
+                }
+            }
+            ServerMsg::PeerResumed { match_id } => {
+                if let Some(info) = self.current.get_untracked().filter(|m| m.id == match_id) {
+                    match info.mode {
+                        Mode::Text => self.phase.set(Phase::Connected),
+                        Mode::Video => {
+                            // The stranger's page starts a new peer connection: so do we.
+                            self.phase.set(Phase::Connecting);
+                            #[cfg(feature = "hydrate")]
+                            media::start_peer(self);
+                        }
+                    }
+                }
+            }
+            ServerMsg::Error { code, message, .. } => match code {
+                // Races with a match that just ended: nothing for the user to do.
+                ErrorCode::StaleMatch => {}
+                _ => self.notice.set(Some(message)),
+            },
+            ServerMsg::Banned { reason, until } => {
+                self.end_media();
+                self.current.set(None);
+                self.phase.set(Phase::Banned { reason, until });
+            }
+        }
+    }
+
+    /// The server did not know our session any more (grace period over, or a server
+    /// without our state). Whatever we were doing on it is gone.
+    fn session_lost(self) {
+        match self.phase.get_untracked() {
+            Phase::Waiting => {
+                // Still looking: look again on the new session.
+                if let Some(prefs) = self.prefs.get_untracked() {
+                    self.send(ClientMsg::Join(prefs));
+                }
+            }
+            Phase::Connecting | Phase::Connected | Phase::PeerReconnecting => {
+                self.end_media();
+                self.current.set(None);
+                self.peer_typing.set(false);
+                self.push_line(Author::System, "Connection lost. The chat has ended.");
+                self.phase.set(Phase::PeerLeft(LeftReason::Disconnected));
+            }
             _ => {}
         }
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+pub fn join_words(words: &[String]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_words_like_a_person() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(join_words(&w(&["music"])), "music");
+        assert_eq!(join_words(&w(&["music", "go"])), "music and go");
+        assert_eq!(join_words(&w(&["a", "b", "c"])), "a, b and c");
     }
 }

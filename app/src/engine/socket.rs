@@ -2,55 +2,108 @@
 //! sessionStorage, and reconnects with exponential backoff and jitter.
 
 use super::{Engine, Link};
-use futures_util::StreamExt;
-use gloo_net::websocket::Message;
-use gloo_net::websocket::futures::WebSocket;
 use leptos::prelude::*;
-use protocol::ServerMsg;
+use protocol::{ClientMsg, ServerMsg, close};
+use std::cell::RefCell;
+use std::time::Duration;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 /// sessionStorage key of the resume token: per tab, survives reloads of that tab.
 const RESUME_KEY: &str = "letsmeet.resume";
+/// sessionStorage key of the last preferences, so a reload mid-chat knows the mode.
+const PREFS_KEY: &str = "letsmeet.prefs";
 const BACKOFF_BASE_MS: f64 = 500.0;
 const BACKOFF_MAX_MS: f64 = 15_000.0;
 
-pub(super) fn start(engine: Engine) {
-    wasm_bindgen_futures::spawn_local(run(engine));
+/// The live socket and the handlers attached to it (dropped together).
+struct Live {
+    ws: WebSocket,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
 }
 
-async fn run(engine: Engine) {
-    let mut failures: u32 = 0;
-    loop {
-        match WebSocket::open(&url()) {
-            Ok(ws) => {
-                let (_sink, mut stream) = ws.split();
-                while let Some(frame) = stream.next().await {
-                    let Ok(Message::Text(text)) = frame else {
-                        break;
-                    };
-                    match ServerMsg::from_json(&text) {
-                        Ok(msg) => {
-                            if let ServerMsg::Welcome { resume_token, .. } = &msg {
-                                store_token(&resume_token.to_string());
-                                failures = 0;
-                            }
-                            engine.apply(&msg);
-                        }
-                        Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
-                    }
-                }
-            }
-            Err(e) => leptos::logging::warn!("cannot open the signaling socket: {e}"),
+thread_local! {
+    static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
+}
+
+/// Sends a message if the socket is open. While reconnecting, messages are dropped:
+/// the page shows that state, and a resumed session is told where it stands.
+pub(crate) fn send(msg: ClientMsg) {
+    LIVE.with(|live| {
+        if let Some(live) = &*live.borrow()
+            && live.ws.ready_state() == WebSocket::OPEN
+            && let Err(e) = live.ws.send_with_str(&msg.to_json())
+        {
+            leptos::logging::warn!("send failed: {e:?}");
         }
-        engine.link.set(Link::Reconnecting);
-        failures = failures.saturating_add(1);
-        sleep_ms(backoff_ms(failures)).await;
-    }
+    });
 }
 
-/// Exponential backoff with full jitter: a random delay up to base·2ⁿ, capped.
-fn backoff_ms(failures: u32) -> i32 {
+pub(super) fn start(engine: Engine) {
+    open(engine, 0);
+}
+
+fn open(engine: Engine, failures: u32) {
+    let ws = match WebSocket::new(&url()) {
+        Ok(ws) => ws,
+        Err(e) => {
+            leptos::logging::warn!("cannot open the signaling socket: {e:?}");
+            return retry(engine, failures + 1);
+        }
+    };
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        let Some(text) = ev.data().as_string() else { return };
+        match ServerMsg::from_json(&text) {
+            Ok(msg) => {
+                if let ServerMsg::Welcome { resume_token, .. } = &msg {
+                    store_token(Some(&resume_token.to_string()));
+                }
+                engine.apply(msg);
+            }
+            Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
+        }
+    });
+    let opened_at = js_sys::Date::now();
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+        LIVE.with(|live| live.borrow_mut().take());
+        // A socket that lived a while resets the backoff.
+        let failures = if js_sys::Date::now() - opened_at > 10_000.0 { 0 } else { failures };
+        match ev.code() {
+            close::BANNED => {} // `banned` was applied; do not knock again.
+            close::REPLACED => {
+                // Another tab (a duplicate of this one) took this session over: start our own.
+                store_token(None);
+                engine.notice.set(Some("This chat continued in another tab.".into()));
+                engine.stop_locally();
+                retry(engine, 0);
+            }
+            close::SERVICE_RESTART => {
+                engine.link.set(Link::Restarting);
+                set_timeout(move || open(engine, failures + 1), Duration::from_millis(300 + jitter(700.0)));
+            }
+            _ => retry(engine, failures + 1),
+        }
+    });
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    LIVE.with(|live| *live.borrow_mut() = Some(Live { ws, _on_message: on_message, _on_close: on_close }));
+}
+
+fn retry(engine: Engine, failures: u32) {
+    engine.link.set(Link::Reconnecting);
+    set_timeout(move || open(engine, failures), Duration::from_millis(backoff_ms(failures)));
+}
+
+/// Exponential backoff with jitter: between half and all of base·2ⁿ, capped.
+fn backoff_ms(failures: u32) -> u64 {
     let ceiling = (BACKOFF_BASE_MS * 2f64.powi(failures.min(10) as i32)).min(BACKOFF_MAX_MS);
-    (ceiling * (0.5 + js_sys::Math::random() / 2.0)) as i32
+    (ceiling / 2.0) as u64 + jitter(ceiling / 2.0)
+}
+
+fn jitter(max_ms: f64) -> u64 {
+    (js_sys::Math::random() * max_ms) as u64
 }
 
 fn url() -> String {
@@ -71,15 +124,23 @@ fn load_token() -> Option<String> {
     storage()?.get_item(RESUME_KEY).ok().flatten().filter(|t| protocol::ResumeToken::parse(t).is_some())
 }
 
-fn store_token(token: &str) {
+fn store_token(token: Option<&str>) {
     if let Some(s) = storage() {
-        let _ = s.set_item(RESUME_KEY, token);
+        let _ = match token {
+            Some(t) => s.set_item(RESUME_KEY, t),
+            None => s.remove_item(RESUME_KEY),
+        };
     }
 }
 
-async fn sleep_ms(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+/// The preferences of this tab's last start, if any.
+pub(super) fn load_prefs() -> Option<protocol::Preferences> {
+    let text = storage()?.get_item(PREFS_KEY).ok().flatten()?;
+    serde_json::from_str::<protocol::Preferences>(&text).ok()?.normalize().ok()
+}
+
+pub(super) fn store_prefs(prefs: &protocol::Preferences) {
+    if let (Some(s), Ok(text)) = (storage(), serde_json::to_string(prefs)) {
+        let _ = s.set_item(PREFS_KEY, &text);
+    }
 }

@@ -1,12 +1,51 @@
 use crate::components::{InterestsInput, Logo, ModePicker, OnlineBadge};
+use crate::engine::Engine;
 use leptos::prelude::*;
-use protocol::Mode;
+use leptos_router::hooks::use_navigate;
+use protocol::{Mode, Preferences};
 
-/// The landing page: what this is, how you want to chat, what you like.
+/// localStorage key remembering that the user confirmed they are 18+ and accept the rules.
+#[cfg(feature = "hydrate")]
+const TERMS_KEY: &str = "letsmeet.terms";
+
+/// The landing page: what this is, how you want to chat, what you like, Start.
 #[component]
 pub fn Landing() -> impl IntoView {
-    let mode = RwSignal::new(Mode::Video);
-    let interests = RwSignal::new(Vec::<String>::new());
+    let engine = Engine::expect();
+    let initial = engine.prefs.get_untracked();
+    let mode = RwSignal::new(initial.as_ref().map_or(Mode::Video, |p| p.mode));
+    let interests = RwSignal::new(initial.as_ref().map(|p| p.interests.clone()).unwrap_or_default());
+    let same_country = RwSignal::new(initial.as_ref().is_some_and(|p| p.same_country));
+    let country = RwSignal::new(initial.as_ref().and_then(|p| p.country.clone()));
+    let terms = RwSignal::new(false);
+    let country_names = RwSignal::new(false);
+
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        terms.set(local_storage_get(TERMS_KEY).as_deref() == Some("yes"));
+        if country.get_untracked().is_none() {
+            country.set(browser_country());
+        }
+        country_names.set(true);
+    });
+
+    let navigate = use_navigate();
+    let start = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if !terms.get_untracked() {
+            return;
+        }
+        #[cfg(feature = "hydrate")]
+        local_storage_set(TERMS_KEY, "yes");
+        let prefs = Preferences {
+            mode: mode.get_untracked(),
+            interests: interests.get_untracked(),
+            country: country.get_untracked(),
+            same_country: same_country.get_untracked() && country.get_untracked().is_some(),
+        };
+        engine.start(prefs);
+        navigate("/chat", Default::default());
+    };
 
     view! {
         <div class="min-h-dvh flex flex-col">
@@ -36,18 +75,107 @@ pub fn Landing() -> impl IntoView {
                         </ul>
                     </aside>
                 </section>
-                <section
-                    class="panel space-y-8"
-                    aria-labelledby="setup-title"
-                >
+                <form class="panel space-y-7" aria-labelledby="setup-title" on:submit=start>
                     <h2 id="setup-title" class="sr-only">"Chat settings"</h2>
                     <ModePicker mode />
                     <InterestsInput interests />
-                </section>
+                    <div class="space-y-2">
+                        <label class="flex items-center gap-2 font-semibold">
+                            <input
+                                type="checkbox"
+                                id="same-country"
+                                class="size-5 accent-teal"
+                                prop:checked=move || same_country.get()
+                                on:change=move |ev| same_country.set(event_target_checked(&ev))
+                            />
+                            "Only strangers from my country"
+                        </label>
+                        <Show when=move || same_country.get()>
+                            <label for="country" class="sr-only">"Your country"</label>
+                            <select
+                                id="country"
+                                class="w-full border-2 border-ink bg-paper px-3 py-2 rounded-sm focus-ring"
+                                on:change=move |ev| country.set(Some(event_target_value(&ev)))
+                            >
+                                {move || {
+                                    let named = country_names.get();
+                                    let selected = country.get();
+                                    protocol::prefs::country_codes().map(|code| {
+                                        let label = if named { country_label(code) } else { code.to_string() };
+                                        view! { <option value=code selected=selected.as_deref() == Some(code)>{label}</option> }
+                                    }).collect_view()
+                                }}
+                            </select>
+                        </Show>
+                    </div>
+                    <label class="flex items-start gap-2 text-sm">
+                        <input
+                            type="checkbox"
+                            id="terms"
+                            class="mt-0.5 size-5 shrink-0 accent-teal"
+                            required=true
+                            prop:checked=move || terms.get()
+                            on:change=move |ev| terms.set(event_target_checked(&ev))
+                        />
+                        <span>"I'm 18 or older and I'll follow the rules: no nudity, no harassment, no spam."</span>
+                    </label>
+                    <button
+                        type="submit"
+                        class="btn btn-primary w-full text-lg"
+                        data-testid="start"
+                        prop:disabled=move || !terms.get()
+                    >
+                        {move || match mode.get() {
+                            Mode::Video => "Start video chat",
+                            Mode::Text => "Start text chat",
+                        }}
+                    </button>
+                </form>
             </main>
             <footer class="border-t-2 border-ink px-5 py-4 text-center text-sm opacity-80">
                 "Let'sMeet · peer-to-peer, anonymous, open source"
             </footer>
         </div>
+    }
+}
+
+/// "Germany (DE)" in the browser's language; the bare code on the server.
+fn country_label(code: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    if let Some(name) = region_name(code) {
+        return format!("{name} ({code})");
+    }
+    code.to_string()
+}
+
+#[cfg(feature = "hydrate")]
+fn region_name(code: &str) -> Option<String> {
+    use wasm_bindgen::{JsCast, JsValue};
+    let intl = js_sys::Reflect::get(&js_sys::global(), &"Intl".into()).ok()?;
+    let ctor: js_sys::Function = js_sys::Reflect::get(&intl, &"DisplayNames".into()).ok()?.dyn_into().ok()?;
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"type".into(), &"region".into()).ok()?;
+    let names = js_sys::Reflect::construct(&ctor, &js_sys::Array::of2(&JsValue::UNDEFINED, &options)).ok()?;
+    let of: js_sys::Function = js_sys::Reflect::get(&names, &"of".into()).ok()?.dyn_into().ok()?;
+    of.call1(&names, &code.into()).ok()?.as_string()
+}
+
+/// The region of the browser's language ("en-GB" → "GB"), if it is a country code.
+#[cfg(feature = "hydrate")]
+fn browser_country() -> Option<String> {
+    let lang = window().navigator().language()?;
+    let region = lang.split(['-', '_']).nth(1)?;
+    protocol::prefs::normalize_country(region)
+}
+
+#[cfg(feature = "hydrate")]
+fn local_storage_get(key: &str) -> Option<String> {
+    window().local_storage().ok().flatten()?.get_item(key).ok().flatten()
+}
+
+#[cfg(feature = "hydrate")]
+fn local_storage_set(key: &str, value: &str) {
+    if let Some(s) = window().local_storage().ok().flatten() {
+        let _ = s.set_item(key, value);
     }
 }

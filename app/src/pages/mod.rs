@@ -1,7 +1,9 @@
 //! One module per screen.
 
+mod chat;
 mod landing;
 
+pub use chat::Chat;
 pub use landing::Landing;
 
 use leptos::prelude::*;

@@ -1,0 +1,555 @@
+use crate::components::{Logo, OnlineBadge};
+use crate::engine::{Author, Engine, Link, MediaProblem, Phase};
+use leptos::prelude::*;
+use protocol::{LeftReason, Mode, Preferences, ReportReason};
+
+/// How long "auto-next" waits after the stranger leaves.
+const AUTO_NEXT_SECS: u32 = 3;
+
+/// The chat screen: the stranger's video (video mode), the text chat, the controls.
+#[component]
+pub fn Chat() -> impl IntoView {
+    let engine = Engine::expect();
+    let mode = move || engine.prefs.get().map_or(Mode::Text, |p| p.mode);
+    let video = move || mode() == Mode::Video;
+    let phase_name = move || phase_key(&engine.phase.get());
+
+    view! {
+        <div class="flex min-h-dvh flex-col md:h-dvh" data-testid="chat" data-phase=phase_name data-mode=move || match mode() { Mode::Video => "video", Mode::Text => "text" }>
+            <header class="flex flex-wrap items-center justify-between gap-3 border-b-2 border-ink px-4 py-3">
+                <Logo />
+                <div class="flex flex-wrap items-center gap-2">
+                    <ConnectionBadge />
+                    <OnlineBadge />
+                </div>
+            </header>
+            <MediaTrouble />
+            <main
+                class="grid flex-1 gap-4 p-4 md:min-h-0"
+                class=("md:grid-cols-[minmax(0,1fr)_24rem]", video)
+                class=("mx-auto w-full max-w-3xl", move || !video())
+            >
+                <Show when=video>
+                    <VideoStage />
+                </Show>
+                <ChatPanel />
+            </main>
+            <Controls />
+        </div>
+    }
+}
+
+/// A stable name per phase, for styling and tests.
+fn phase_key(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Idle => "idle",
+        Phase::AskingMedia => "asking_media",
+        Phase::Waiting => "waiting",
+        Phase::Connecting => "connecting",
+        Phase::Connected => "connected",
+        Phase::PeerReconnecting => "peer_reconnecting",
+        Phase::PeerLeft(_) => "peer_left",
+        Phase::Banned { .. } => "banned",
+    }
+}
+
+/// The one-line status, read out by screen readers as it changes.
+fn status_text(engine: Engine) -> String {
+    if engine.link.get() == Link::Reconnecting {
+        return "Connection to the server lost. Reconnecting…".into();
+    }
+    if engine.link.get() == Link::Restarting {
+        return "The server is restarting. Reconnecting…".into();
+    }
+    match engine.phase.get() {
+        Phase::Idle => "You're not chatting. Press Start when you're ready.".into(),
+        Phase::AskingMedia => "Waiting for camera and microphone permission…".into(),
+        Phase::Waiting => {
+            let with_interests = engine.prefs.get().is_some_and(|p| !p.interests.is_empty());
+            if with_interests {
+                "Looking for someone who shares your interests…".into()
+            } else {
+                "Looking for someone…".into()
+            }
+        }
+        Phase::Connecting => "Connecting…".into(),
+        Phase::Connected => match engine.current.get().map(|m| m.common_interests).unwrap_or_default().as_slice() {
+            [] => "You're now chatting with a stranger.".into(),
+            list => format!("You're now chatting with a stranger. You both like {}.", crate::engine::join_words(list)),
+        },
+        Phase::PeerReconnecting => "Stranger is reconnecting…".into(),
+        Phase::PeerLeft(LeftReason::Banned) => "Stranger was removed for breaking the rules.".into(),
+        Phase::PeerLeft(_) => "Stranger has disconnected.".into(),
+        Phase::Banned { until, .. } => format!("You can't chat right now: this connection is banned until {until}."),
+    }
+}
+
+#[component]
+fn MediaTrouble() -> impl IntoView {
+    let engine = Engine::expect();
+    let use_text = move |_| {
+        let prefs = engine.prefs.get_untracked().unwrap_or_else(|| Preferences::new(Mode::Text));
+        engine.start(Preferences { mode: Mode::Text, ..prefs });
+    };
+    let retry = move |_| {
+        if let Some(prefs) = engine.prefs.get_untracked() {
+            engine.start(prefs);
+        }
+    };
+    view! {
+        <Show when=move || engine.media_problem.get().is_some()>
+            <div role="alert" class="mx-4 mt-4 border-2 border-ink bg-coral/20 p-4 shadow-hard-sm rounded-sm" data-testid="media-problem">
+                <p class="font-display font-extrabold">
+                    {move || match engine.media_problem.get() {
+                        Some(MediaProblem::Denied) => "Camera and microphone access was blocked.".to_string(),
+                        Some(MediaProblem::Missing) => "No camera or microphone was found.".to_string(),
+                        Some(MediaProblem::Unavailable(why)) => format!("Your camera or microphone can't be used right now ({why})."),
+                        Some(MediaProblem::NoWebRtc) => "This browser can't do video chat.".to_string(),
+                        None => String::new(),
+                    }}
+                </p>
+                <p class="mt-1 text-sm">"You can still talk to strangers by text, or allow access in your browser's site settings and try again."</p>
+                <div class="mt-3 flex flex-wrap gap-3">
+                    <button type="button" class="btn btn-primary" on:click=use_text>"Use text chat instead"</button>
+                    <Show when=move || !matches!(engine.media_problem.get(), Some(MediaProblem::NoWebRtc))>
+                        <button type="button" class="btn bg-paper text-ink" on:click=retry>"Try again"</button>
+                    </Show>
+                </div>
+            </div>
+        </Show>
+    }
+}
+
+#[component]
+fn VideoStage() -> impl IntoView {
+    let engine = Engine::expect();
+    let remote = NodeRef::<leptos::html::Video>::new();
+    let local = NodeRef::<leptos::html::Video>::new();
+    // Set when the browser refused to play the stranger's audio without a click
+    // (e.g. after a reload): the video plays muted and a button offers the sound.
+    let needs_unmute = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        engine.media_rev.track();
+        if let Some(v) = remote.get() {
+            let stream = crate::engine::media::remote_stream();
+            let changed = match (v.src_object(), stream.as_ref()) {
+                (Some(old), Some(new)) => old.id() != new.id(),
+                (None, None) => false,
+                _ => true,
+            };
+            if changed {
+                v.set_src_object(stream.as_ref());
+                if stream.is_some() {
+                    let v = v.clone();
+                    leptos::task::spawn_local(async move {
+                        let Ok(p) = v.play() else { return };
+                        if wasm_bindgen_futures::JsFuture::from(p).await.is_err() {
+                            v.set_muted(true);
+                            needs_unmute.set(true);
+                            if let Ok(p) = v.play() {
+                                let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        if let Some(v) = local.get() {
+            let stream = crate::engine::media::local_stream();
+            v.set_src_object(stream.as_ref());
+        }
+    });
+    let overlay = move || match engine.phase.get() {
+        Phase::Connected => None,
+        Phase::Waiting => Some(("Looking for someone…", "bg-yellow")),
+        Phase::AskingMedia => Some(("Allow camera and microphone…", "bg-yellow")),
+        Phase::Connecting => Some(("Connecting…", "bg-teal")),
+        Phase::PeerReconnecting => Some(("Stranger is reconnecting…", "bg-yellow")),
+        Phase::PeerLeft(_) => Some(("Stranger has disconnected.", "bg-coral")),
+        Phase::Idle => Some(("Not chatting", "bg-paper")),
+        Phase::Banned { .. } => Some(("Banned", "bg-coral")),
+    };
+    view! {
+        <section class="relative min-h-[45vh] overflow-hidden border-4 border-ink bg-ink shadow-hard-lg rounded-sm md:min-h-0" aria-label="Video">
+            <video
+                node_ref=remote
+                class="absolute inset-0 h-full w-full object-cover"
+                autoplay=true
+                playsinline=true
+                data-testid="remote-video"
+                aria-label="The stranger's video"
+            ></video>
+            {move || overlay().map(|(text, tone)| view! {
+                <div class="absolute inset-0 flex items-center justify-center bg-ink/80">
+                    <p class=format!("border-2 border-ink px-4 py-2 font-display text-lg font-extrabold text-onaccent shadow-hard rounded-sm {tone}")>
+                        {text}
+                    </p>
+                </div>
+            })}
+            <Show when=move || needs_unmute.get()>
+                <button
+                    type="button"
+                    class="btn btn-primary absolute left-3 top-3"
+                    on:click=move |_| {
+                        if let Some(v) = remote.get() {
+                            v.set_muted(false);
+                        }
+                        needs_unmute.set(false);
+                    }
+                >
+                    "Tap to hear the stranger"
+                </button>
+            </Show>
+            <video
+                node_ref=local
+                class="absolute bottom-3 right-3 w-28 -scale-x-100 border-2 border-paper bg-ink shadow-hard-sm rounded-sm sm:w-40"
+                class=("opacity-40", move || engine.camera_off.get())
+                autoplay=true
+                playsinline=true
+                muted=true
+                data-testid="local-video"
+                aria-label="Your camera (mirrored)"
+            ></video>
+        </section>
+    }
+}
+
+#[component]
+fn ChatPanel() -> impl IntoView {
+    let engine = Engine::expect();
+    let draft = RwSignal::new(String::new());
+    let typing_sent = StoredValue::new(false);
+    let log_ref = NodeRef::<leptos::html::Ol>::new();
+    let can_chat = move || engine.current.get().is_some() && engine.phase.get() != Phase::PeerReconnecting;
+
+    let stop_typing = move || {
+        if typing_sent.get_value() {
+            typing_sent.set_value(false);
+            engine.typing(false);
+        }
+    };
+    let idle_timer = StoredValue::new_local(None::<TimeoutHandle>);
+    let on_input = move |ev: leptos::ev::Event| {
+        draft.set(event_target_value(&ev));
+        if !typing_sent.get_value() {
+            typing_sent.set_value(true);
+            engine.typing(true);
+        }
+        if let Some(h) = idle_timer.get_value() {
+            h.clear();
+        }
+        idle_timer.set_value(set_timeout_with_handle(stop_typing, std::time::Duration::from_secs(3)).ok());
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = draft.get_untracked();
+        if text.trim().is_empty() {
+            return;
+        }
+        engine.say(&text);
+        typing_sent.set_value(false);
+        draft.set(String::new());
+    };
+    // Keep the newest line in view.
+    Effect::new(move |_| {
+        engine.log.track();
+        engine.peer_typing.track();
+        if let Some(el) = log_ref.get() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+
+    view! {
+        <section class="flex min-h-[18rem] flex-col border-2 border-ink bg-paper shadow-hard rounded-sm md:min-h-0" aria-label="Text chat">
+            <p class="border-b-2 border-ink px-4 py-2 text-sm font-semibold" role="status" aria-live="polite" data-testid="status">
+                {move || status_text(engine)}
+            </p>
+            <ol node_ref=log_ref class="flex-1 space-y-2 overflow-y-auto px-4 py-3" aria-label="Messages" data-testid="log">
+                <For each=move || engine.log.get() key=|line| line.seq let:line>
+                    {match line.author {
+                        Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
+                        Author::Me => view! {
+                            <li class="flex justify-end" data-author="me">
+                                <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-teal px-3 py-1.5 text-onaccent rounded-sm">
+                                    <span class="sr-only">"You: "</span>{line.text}
+                                </span>
+                            </li>
+                        }.into_any(),
+                        Author::Stranger => view! {
+                            <li class="flex justify-start" data-author="stranger">
+                                <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-yellow px-3 py-1.5 text-onaccent rounded-sm">
+                                    <span class="sr-only">"Stranger: "</span>{line.text}
+                                </span>
+                            </li>
+                        }.into_any(),
+                    }}
+                </For>
+            </ol>
+            <p class="h-6 px-4 text-sm italic opacity-70" aria-live="polite" data-testid="typing">
+                {move || engine.peer_typing.get().then_some("Stranger is typing…")}
+            </p>
+            <form class="flex gap-2 border-t-2 border-ink p-3" on:submit=submit>
+                <label for="message" class="sr-only">"Message"</label>
+                <input
+                    id="message"
+                    type="text"
+                    autocomplete="off"
+                    maxlength=protocol::limits::MAX_CHAT_CHARS.to_string()
+                    placeholder=move || if can_chat() { "Type a message…" } else { "Chat opens when you're matched" }
+                    class="min-w-0 flex-1 border-2 border-ink bg-paper px-3 py-2 rounded-sm focus-ring"
+                    prop:value=move || draft.get()
+                    prop:disabled=move || !can_chat()
+                    on:input=on_input
+                />
+                <button type="submit" class="btn btn-primary py-2" prop:disabled=move || !can_chat()>"Send"</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn Controls() -> impl IntoView {
+    let engine = Engine::expect();
+    let confirm_next = RwSignal::new(false);
+    let countdown = RwSignal::new(None::<u32>);
+    let show_report = RwSignal::new(false);
+    let chatting = move || matches!(engine.phase.get(), Phase::Connecting | Phase::Connected | Phase::PeerReconnecting);
+    let video = move || engine.prefs.get().is_some_and(|p| p.mode == Mode::Video);
+
+    let next_or_start = move || {
+        confirm_next.set(false);
+        countdown.set(None);
+        show_report.set(false);
+        match engine.phase.get_untracked() {
+            Phase::Idle => {
+                if let Some(prefs) = engine.prefs.get_untracked() {
+                    engine.start(prefs);
+                }
+            }
+            _ => engine.next(),
+        }
+    };
+    // Esc: skip, with a second press to confirm while chatting (as on Omegle).
+    let on_escape = move || {
+        if chatting() && !confirm_next.get_untracked() {
+            confirm_next.set(true);
+            set_timeout(move || confirm_next.set(false), std::time::Duration::from_secs(3));
+        } else if !matches!(engine.phase.get_untracked(), Phase::Waiting | Phase::AskingMedia) {
+            next_or_start();
+        }
+    };
+    let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() == "Escape" {
+            ev.prevent_default();
+            on_escape();
+        }
+    });
+    on_cleanup(move || handle.remove());
+
+    // Auto-next: count down after the stranger leaves, unless the user acts first.
+    Effect::new(move |_| {
+        if matches!(engine.phase.get(), Phase::PeerLeft(_)) && engine.auto_next.get() {
+            countdown.set(Some(AUTO_NEXT_SECS));
+        } else {
+            countdown.set(None);
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(n) = countdown.get() {
+            set_timeout(
+                move || {
+                    if countdown.get_untracked() == Some(n) {
+                        if n <= 1 {
+                            next_or_start();
+                        } else {
+                            countdown.set(Some(n - 1));
+                        }
+                    }
+                },
+                std::time::Duration::from_secs(1),
+            );
+        }
+    });
+
+    let next_label = move || {
+        if confirm_next.get() {
+            "Really skip? (Esc)".to_string()
+        } else {
+            match (engine.phase.get(), countdown.get()) {
+                (_, Some(n)) => format!("Next in {n}…"),
+                (Phase::Idle, _) => "Start".to_string(),
+                (Phase::PeerLeft(_), _) => "New chat".to_string(),
+                _ => "Next".to_string(),
+            }
+        }
+    };
+    let report = move |reason: ReportReason| {
+        engine.report(reason);
+        show_report.set(false);
+    };
+    let can_report = move || chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_));
+
+    view! {
+        <footer class="sticky bottom-0 border-t-2 border-ink bg-paper px-4 py-3">
+            <div class="mx-auto flex max-w-5xl flex-wrap items-center gap-2">
+                <button
+                    type="button"
+                    class="btn btn-primary min-w-28"
+                    data-testid="next"
+                    on:click=move |_| {
+                        if chatting() && !confirm_next.get_untracked() { confirm_next.set(true) } else { next_or_start() }
+                    }
+                    prop:disabled=move || matches!(engine.phase.get(), Phase::Waiting | Phase::AskingMedia | Phase::Banned { .. })
+                    aria-keyshortcuts="Escape"
+                >
+                    {next_label}
+                </button>
+                <button
+                    type="button"
+                    class="btn btn-danger"
+                    data-testid="stop"
+                    on:click=move |_| { confirm_next.set(false); countdown.set(None); engine.stop() }
+                    prop:disabled=move || matches!(engine.phase.get(), Phase::Idle | Phase::Banned { .. })
+                >
+                    "Stop"
+                </button>
+                <Show when=video>
+                    <button
+                        type="button"
+                        class="btn bg-paper text-ink"
+                        aria-pressed=move || engine.mic_muted.get().to_string()
+                        on:click=move |_| {
+                            engine.mic_muted.update(|m| *m = !*m);
+                            #[cfg(feature = "hydrate")]
+                            crate::engine::media::apply_track_switches(engine);
+                        }
+                    >
+                        {move || if engine.mic_muted.get() { "Unmute mic" } else { "Mute mic" }}
+                    </button>
+                    <button
+                        type="button"
+                        class="btn bg-paper text-ink"
+                        aria-pressed=move || engine.camera_off.get().to_string()
+                        on:click=move |_| {
+                            engine.camera_off.update(|m| *m = !*m);
+                            #[cfg(feature = "hydrate")]
+                            crate::engine::media::apply_track_switches(engine);
+                        }
+                    >
+                        {move || if engine.camera_off.get() { "Camera on" } else { "Camera off" }}
+                    </button>
+                    <DevicePicker />
+                </Show>
+                <label class="ml-auto flex items-center gap-2 text-sm font-semibold">
+                    <input type="checkbox" class="size-4 accent-teal" prop:checked=move || engine.auto_next.get() on:change=move |ev| engine.auto_next.set(event_target_checked(&ev)) />
+                    "Auto-next"
+                </label>
+                <div class="relative">
+                    <button
+                        type="button"
+                        class="btn bg-paper text-ink"
+                        aria-expanded=move || show_report.get().to_string()
+                        aria-controls="report-menu"
+                        prop:disabled=move || !can_report()
+                        on:click=move |_| show_report.update(|s| *s = !*s)
+                    >
+                        "Report"
+                    </button>
+                    <Show when=move || show_report.get()>
+                        <div id="report-menu" role="menu" class="absolute bottom-full right-0 mb-2 w-56 border-2 border-ink bg-paper p-2 shadow-hard rounded-sm">
+                            <p class="px-2 pb-1 text-sm font-semibold">"What's wrong?"</p>
+                            {[
+                                (ReportReason::Nudity, "Nudity"),
+                                (ReportReason::Harassment, "Harassment"),
+                                (ReportReason::Spam, "Spam or ads"),
+                                (ReportReason::Underage, "Looks under 18"),
+                                (ReportReason::Other, "Something else"),
+                            ].into_iter().map(|(reason, label)| view! {
+                                <button type="button" role="menuitem" class="block w-full px-2 py-1.5 text-left hover:bg-yellow focus-ring rounded-sm" on:click=move |_| report(reason)>
+                                    {label}
+                                </button>
+                            }).collect_view()}
+                        </div>
+                    </Show>
+                </div>
+                <button
+                    type="button"
+                    class="btn btn-danger"
+                    prop:disabled=move || !can_report()
+                    on:click=move |_| engine.block()
+                >
+                    "Block"
+                </button>
+            </div>
+        </footer>
+    }
+}
+
+/// Camera and microphone choice (labels appear once permission is granted).
+#[component]
+fn DevicePicker() -> impl IntoView {
+    #[allow(unused_variables)]
+    let engine = Engine::expect();
+    let devices = RwSignal::new(Vec::<(String, String, String)>::new());
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        engine.media_rev.track();
+        leptos::task::spawn_local(async move {
+            devices.set(crate::engine::media::devices().await);
+        });
+    });
+    let picker = move |kind: &'static str, label: &'static str| {
+        view! {
+            <label class="sr-only" for=format!("pick-{kind}")>{label}</label>
+            <select
+                id=format!("pick-{kind}")
+                class="max-w-40 border-2 border-ink bg-paper px-2 py-2 text-sm rounded-sm focus-ring"
+                on:change=move |ev| {
+                    let id = event_target_value(&ev);
+                    #[cfg(feature = "hydrate")]
+                    crate::engine::media::switch_device(engine, kind, id);
+                    #[cfg(not(feature = "hydrate"))]
+                    let _ = id;
+                }
+            >
+                {move || devices.get().into_iter().filter(|(k, _, _)| k == kind).enumerate().map(|(i, (_, id, name))| {
+                    let name = if name.is_empty() { format!("{label} {}", i + 1) } else { name };
+                    view! { <option value=id>{name}</option> }
+                }).collect_view()}
+            </select>
+        }
+    };
+    view! {
+        <Show when=move || devices.with(|d| d.len() > 2)>
+            {picker("videoinput", "Camera")}
+            {picker("audioinput", "Microphone")}
+        </Show>
+    }
+}
+
+/// "direct · 24 ms · 1.2 Mbps" or "relayed · …", from getStats.
+#[component]
+fn ConnectionBadge() -> impl IntoView {
+    let engine = Engine::expect();
+    view! {
+        <Show when=move || engine.stats.get().is_some() && engine.phase.get() == Phase::Connected>
+            <p
+                class="inline-flex items-center gap-2 whitespace-nowrap border-2 border-ink px-2 py-1 text-xs font-semibold rounded-sm"
+                data-testid="conn-badge"
+                data-relayed=move || engine.stats.get().map(|s| s.relayed.to_string())
+                data-kbps=move || engine.stats.get().and_then(|s| s.inbound_kbps).map(|k| format!("{k:.1}"))
+            >
+                {move || {
+                    let s = engine.stats.get().unwrap_or_default();
+                    let mut parts = vec![if s.relayed { "relayed".to_string() } else { "direct".to_string() }];
+                    if let Some(rtt) = s.rtt_ms { parts.push(format!("{rtt:.0} ms")); }
+                    if let Some(kbps) = s.inbound_kbps {
+                        parts.push(if kbps >= 1000.0 { format!("{:.1} Mbps", kbps / 1000.0) } else { format!("{kbps:.0} kbps") });
+                    }
+                    parts.join(" · ")
+                }}
+            </p>
+        </Show>
+    }
+}
