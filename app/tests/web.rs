@@ -131,3 +131,106 @@ thread_local! {
     /// The engine the badge test's view provided, handed out of the view closure.
     static ENGINE: std::cell::Cell<Option<Engine>> = const { std::cell::Cell::new(None) };
 }
+
+mod state_machine {
+    use super::*;
+    use app::engine::{Author, Phase};
+    use protocol::{LeftReason, MatchId, Preferences, ResumeToken, Role, SessionId};
+    use uuid::Uuid;
+
+    fn engine() -> Engine {
+        let _ = Executor::init_wasm_bindgen();
+        let owner = Owner::new();
+        owner.set();
+        let e = Engine::provide();
+        std::mem::forget(owner);
+        e
+    }
+
+    fn welcome(resumed: bool) -> ServerMsg {
+        ServerMsg::Welcome {
+            protocol: 1,
+            session_id: SessionId(Uuid::from_u128(1)),
+            resume_token: ResumeToken(Uuid::from_u128(2)),
+            resumed,
+            ice_servers: vec![],
+            online: OnlineCounts { count: 2, chatting: 0 },
+        }
+    }
+
+    fn matched(id: u128, common: &[&str]) -> ServerMsg {
+        ServerMsg::Matched {
+            match_id: MatchId(Uuid::from_u128(id)),
+            role: Role::Answerer,
+            common_interests: common.iter().map(|s| s.to_string()).collect(),
+            peer_country: None,
+        }
+    }
+
+    fn texts(e: &Engine, author: Author) -> Vec<String> {
+        e.log.get_untracked().into_iter().filter(|l| l.author == author).map(|l| l.text).collect()
+    }
+
+    #[wasm_bindgen_test]
+    fn a_text_chat_runs_from_waiting_to_peer_left_and_keeps_its_history() {
+        let e = engine();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        assert_eq!(e.phase.get_untracked(), Phase::Waiting);
+        e.apply(ServerMsg::Queued { mode: Mode::Text });
+        e.apply(matched(7, &["chess", "go"]));
+        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(texts(&e, Author::System), vec!["You're now chatting with a stranger. You both like chess and go."]);
+        let id = MatchId(Uuid::from_u128(7));
+        e.apply(ServerMsg::Typing { match_id: id, typing: true });
+        assert!(e.peer_typing.get_untracked());
+        e.apply(ServerMsg::Chat { match_id: id, text: "hi".into() });
+        assert!(!e.peer_typing.get_untracked(), "a message ends the typing indicator");
+        e.say("  hello  ");
+        e.say("   ");
+        assert_eq!(texts(&e, Author::Stranger), vec!["hi"]);
+        assert_eq!(texts(&e, Author::Me), vec!["hello"]);
+        // Messages of another match are ignored.
+        e.apply(ServerMsg::Chat { match_id: MatchId(Uuid::from_u128(8)), text: "intruder".into() });
+        assert_eq!(texts(&e, Author::Stranger), vec!["hi"]);
+        e.apply(ServerMsg::PeerReconnecting { match_id: id });
+        assert_eq!(e.phase.get_untracked(), Phase::PeerReconnecting);
+        e.apply(ServerMsg::PeerResumed { match_id: id });
+        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        e.apply(ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
+        assert_eq!(e.phase.get_untracked(), Phase::PeerLeft(LeftReason::Skipped));
+        assert_eq!(texts(&e, Author::Stranger), vec!["hi"], "history stays after the stranger leaves");
+        assert!(e.current.get_untracked().is_none());
+        // The next match starts a fresh conversation.
+        e.next();
+        assert_eq!(e.phase.get_untracked(), Phase::Waiting);
+        e.apply(matched(9, &[]));
+        assert!(texts(&e, Author::Stranger).is_empty());
+        assert_eq!(texts(&e, Author::System), vec!["You're now chatting with a stranger. Say hi!"]);
+    }
+
+    #[wasm_bindgen_test]
+    fn losing_the_session_ends_the_chat_and_banned_is_final() {
+        let e = engine();
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(3, &[]));
+        // Reconnected, but the server no longer knew us: the chat is over.
+        e.apply(welcome(false));
+        assert_eq!(e.phase.get_untracked(), Phase::PeerLeft(LeftReason::Disconnected));
+        assert!(texts(&e, Author::System).iter().any(|t| t.contains("Connection lost")));
+        e.apply(ServerMsg::Banned { reason: "reports".into(), until: "2030-01-01T00:00:00Z".into() });
+        assert!(matches!(e.phase.get_untracked(), Phase::Banned { .. }));
+        assert!(!e.in_chat());
+    }
+
+    #[wasm_bindgen_test]
+    fn stale_match_errors_are_quiet_and_others_are_shown() {
+        let e = engine();
+        e.apply(ServerMsg::error(protocol::ErrorCode::StaleMatch, "old", None));
+        assert_eq!(e.notice.get_untracked(), None);
+        e.apply(ServerMsg::error(protocol::ErrorCode::InvalidPreferences, "country \"XX\" is not an ISO code", None));
+        assert!(e.notice.get_untracked().unwrap().contains("XX"));
+        e.stop();
+        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+    }
+}
