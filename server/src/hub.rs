@@ -6,6 +6,7 @@
 //! its peer, the queue) always does.
 
 use crate::conn::{Conn, ConnId, SendError};
+use crate::metrics as m;
 use axum::extract::ws::Utf8Bytes;
 use matcher::{Avoid, Matcher, Millis, Pair, Ticket};
 use protocol::close;
@@ -59,7 +60,7 @@ pub enum Command {
     /// A validated message that the hub acts on.
     Client { conn: ConnId, msg: ClientMsg },
     /// A per-match message, already serialized as the frame the peer receives.
-    Relay { conn: ConnId, match_id: MatchId, kind: RelayKind, frame: Utf8Bytes },
+    Relay { conn: ConnId, match_id: MatchId, kind: RelayKind, frame: Utf8Bytes, received: std::time::Instant },
     /// A socket closed.
     Disconnect { conn: ConnId },
     /// Tell every socket to reconnect (close 1012), for a graceful restart.
@@ -75,6 +76,7 @@ pub struct HubStats {
     pub live_sockets: usize,
     pub tokens: usize,
     pub waiting: usize,
+    pub waiting_video: usize,
     pub in_match: usize,
     pub grace_timers: usize,
     pub buffered_signals: usize,
@@ -84,8 +86,17 @@ pub struct HubStats {
 impl HubStats {
     /// Whether every table is empty (reports are kept on purpose).
     pub fn is_empty(&self) -> bool {
-        let HubStats { sessions, live_sockets, tokens, waiting, in_match, grace_timers, buffered_signals, reports: _ } =
-            *self;
+        let HubStats {
+            sessions,
+            live_sockets,
+            tokens,
+            waiting,
+            waiting_video: _,
+            in_match,
+            grace_timers,
+            buffered_signals,
+            reports: _,
+        } = *self;
         sessions + live_sockets + tokens + waiting + in_match + grace_timers + buffered_signals == 0
     }
 }
@@ -256,9 +267,11 @@ impl Hub {
                     self.client(sid, msg);
                 }
             }
-            Command::Relay { conn, match_id, kind, frame } => {
+            Command::Relay { conn, match_id, kind, frame, received } => {
                 if let Some(&sid) = self.sockets.get(&conn) {
-                    self.relay(sid, match_id, kind, frame);
+                    if self.relay(sid, match_id, kind, frame) {
+                        metrics::histogram!(m::RELAY_LATENCY).record(received.elapsed().as_secs_f64());
+                    }
                 }
             }
             Command::Disconnect { conn } => self.disconnect(conn),
@@ -289,6 +302,7 @@ impl Hub {
             live_sockets: self.sockets.len(),
             tokens: self.tokens.len(),
             waiting: self.matcher.len(),
+            waiting_video: self.matcher.waiting_count(protocol::Mode::Video),
             in_match,
             grace_timers: self.grace.len(),
             buffered_signals,
@@ -336,6 +350,7 @@ impl Hub {
     }
 
     fn error(&self, sid: SessionId, code: ErrorCode, message: &str, match_id: Option<MatchId>) {
+        metrics::counter!(m::CLIENT_ERRORS, "code" => code.as_str()).increment(1);
         self.send(sid, &ServerMsg::error(code, message, match_id));
     }
 
@@ -561,7 +576,11 @@ impl Hub {
                 pending_bytes: 0,
                 missed_chat: VecDeque::new(),
             };
+            let now = self.now_ms();
             let session = self.sessions.get_mut(&me).expect("paired sessions are live");
+            if let State::Queued { since } = session.state {
+                metrics::histogram!(m::QUEUE_WAIT).record(now.saturating_sub(since) as f64 / 1000.0);
+            }
             session.state = State::Matched(Box::new(side));
             self.chatting += 1;
             self.send(
@@ -574,6 +593,7 @@ impl Hub {
                 },
             );
         }
+        metrics::counter!(m::MATCHES_STARTED, "mode" => pair.mode.as_str()).increment(1);
         tracing::debug!(match_id = %id, mode = pair.mode.as_str(), "matched");
     }
 
@@ -600,6 +620,14 @@ impl Hub {
             self.send(side.peer, &ServerMsg::PeerLeft { match_id: side.id, reason });
         }
         self.chatting -= 1;
+        let label = match (reason, cooldown) {
+            (_, Some(None)) => "blocked",
+            (LeftReason::Skipped, _) => "skipped",
+            (LeftReason::Stopped, _) => "stopped",
+            (LeftReason::Disconnected, _) => "disconnected",
+            (LeftReason::Banned, _) => "banned",
+        };
+        metrics::counter!(m::MATCHES_ENDED, "reason" => label).increment(1);
         Some(side.id)
     }
 
@@ -647,45 +675,63 @@ impl Hub {
         }
     }
 
-    fn relay(&mut self, sid: SessionId, match_id: MatchId, kind: RelayKind, frame: Utf8Bytes) {
+    /// Relays, buffers or refuses a per-match message. Returns whether it was sent on
+    /// to the peer right away.
+    fn relay(&mut self, sid: SessionId, match_id: MatchId, kind: RelayKind, frame: Utf8Bytes) -> bool {
+        let label = match kind {
+            RelayKind::Signal => "signal",
+            RelayKind::Chat => "chat",
+            RelayKind::Typing => "typing",
+        };
         let Some(side) = self.current_side(sid, match_id) else {
-            return;
+            metrics::counter!(m::DROPPED, "reason" => "stale_match").increment(1);
+            return false;
         };
         let peer_id = side.peer;
         let limits = (self.config.signal_buffer, self.config.signal_buffer_bytes);
         let Some(peer) = self.sessions.get_mut(&peer_id) else {
-            return;
+            return false;
         };
         let online = peer.conn.is_some();
         let State::Matched(pside) = &mut peer.state else {
-            return;
+            return false;
         };
         match kind {
-            RelayKind::Signal if online && pside.ready => {
-                self.send_frame(peer_id, frame);
-            }
+            RelayKind::Signal if online && pside.ready => {}
             RelayKind::Signal => {
                 if pside.pending.len() >= limits.0 || pside.pending_bytes + frame.len() > limits.1 {
-                    return self.error(
+                    metrics::counter!(m::DROPPED, "reason" => "buffer_full").increment(1);
+                    self.error(
                         sid,
                         ErrorCode::RateLimited,
                         "too many signals are waiting for your peer to get ready; this one was dropped",
                         Some(match_id),
                     );
+                    return false;
                 }
                 pside.pending_bytes += frame.len();
                 pside.pending.push_back(frame);
+                metrics::counter!(m::RELAYED, "kind" => label, "delivery" => "buffered").increment(1);
+                return false;
             }
             RelayKind::Chat if !online => {
                 if pside.missed_chat.len() == MISSED_CHAT_LIMIT {
                     pside.missed_chat.pop_front();
+                    metrics::counter!(m::DROPPED, "reason" => "missed_chat_full").increment(1);
                 }
                 pside.missed_chat.push_back(frame);
+                metrics::counter!(m::RELAYED, "kind" => label, "delivery" => "buffered").increment(1);
+                return false;
             }
-            RelayKind::Chat | RelayKind::Typing => {
-                self.send_frame(peer_id, frame);
+            RelayKind::Typing if !online => {
+                metrics::counter!(m::DROPPED, "reason" => "peer_offline").increment(1);
+                return false;
             }
+            RelayKind::Chat | RelayKind::Typing => {}
         }
+        let sent = self.send_frame(peer_id, frame);
+        metrics::counter!(m::RELAYED, "kind" => label, "delivery" => "direct").increment(1);
+        sent
     }
 
     fn next(&mut self, sid: SessionId) {
@@ -736,6 +782,7 @@ impl Hub {
         };
         let count = self.reports.entry(peer_ip).or_default();
         *count += 1;
+        metrics::counter!(m::REPORTS).increment(1);
         tracing::info!(reporter = %sid, reported = %peer, ?reason, reports = *count, "report");
     }
 

@@ -10,6 +10,7 @@
 //! - [`conn`]: the hub's handle on a socket (bounded outbox).
 //! - [`hub`]: the single owner of sessions, matches, relay buffers and the matcher.
 //! - [`limits`]: connection caps.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
@@ -18,6 +19,7 @@ pub mod config;
 pub mod conn;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod site;
 pub mod ws;
 

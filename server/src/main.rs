@@ -15,6 +15,17 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    // Every connection is a file descriptor: use what the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < u64::from(config.max_connections) + 64 => {
+            tracing::warn!(
+                "open-file limit is {n}: fewer than --max-connections {} sockets fit",
+                config.max_connections
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let bind = server::site::bind_addr(&config)?;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     server::serve(config, listener, shutdown_signal(), |running| {

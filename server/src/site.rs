@@ -46,6 +46,7 @@ pub fn bind_addr(config: &Config) -> anyhow::Result<SocketAddr> {
 /// Builds the router and starts the hub.
 pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
     let options = leptos_options(config)?;
+    crate::metrics::install();
     let ice_servers = if config.stun_urls.is_empty() {
         Vec::new()
     } else {
@@ -78,7 +79,11 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         tasks: TaskTracker::new(),
     };
 
-    let api = Router::new().route("/ws", get(ws::handler)).route("/healthz", get(healthz)).with_state(ws_state.clone());
+    let api = Router::new()
+        .route("/ws", get(ws::handler))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::handler))
+        .with_state(ws_state.clone());
 
     let routes = generate_route_list(App);
     let site = Router::new()

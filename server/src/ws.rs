@@ -8,6 +8,7 @@
 use crate::conn::{Conn, ConnId, Outbound};
 use crate::hub::{Command, HubHandle, RelayKind};
 use crate::limits::{ConnLimits, LimitError};
+use crate::metrics as m;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -236,6 +237,7 @@ impl Reader {
         if self.strikes > self.flood_strikes {
             return Some(Flow::Flood);
         }
+        metrics::counter!(m::RATE_LIMITED).increment(1);
         self.reply(&ServerMsg::error(ErrorCode::RateLimited, "too many messages; this one was dropped", None));
         Some(Flow::Continue)
     }
@@ -255,11 +257,13 @@ impl Reader {
         let msg = match decode_client(text) {
             Ok(msg) => msg,
             Err(e) => {
+                metrics::counter!(m::CLIENT_ERRORS, "code" => e.code.as_str()).increment(1);
                 self.reply(&e.to_server_msg());
                 return Flow::Continue;
             }
         };
         let conn = self.conn.id;
+        let received = std::time::Instant::now();
         // Relayed messages are serialized here, once, in the form the peer receives.
         let cmd = match msg {
             ClientMsg::Signal { match_id, payload } => Command::Relay {
@@ -267,18 +271,21 @@ impl Reader {
                 match_id,
                 kind: RelayKind::Signal,
                 frame: ServerMsg::Signal { match_id, payload }.to_json().into(),
+                received,
             },
             ClientMsg::Chat { match_id, text } => Command::Relay {
                 conn,
                 match_id,
                 kind: RelayKind::Chat,
                 frame: ServerMsg::Chat { match_id, text }.to_json().into(),
+                received,
             },
             ClientMsg::Typing { match_id, typing } => Command::Relay {
                 conn,
                 match_id,
                 kind: RelayKind::Typing,
                 frame: ServerMsg::Typing { match_id, typing }.to_json().into(),
+                received,
             },
             msg => Command::Client { conn, msg },
         };

@@ -472,3 +472,33 @@ async fn shutdown_tells_clients_to_reconnect() {
     assert_eq!(a.expect_close().await, close::SERVICE_RESTART);
     stop.await.unwrap();
 }
+
+async fn http_get(server: &TestServer, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test]
+async fn metrics_are_exposed_in_prometheus_format() {
+    let server = TestServer::start(config()).await;
+    let (mut a, mut b, id) = matched_pair(&server).await;
+    a.send(&ClientMsg::Chat { match_id: id, text: "x".into() }).await;
+    b.recv().await;
+    let body = http_get(&server, "/metrics").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for needle in [
+        "letsmeet_matches_started_total{mode=\"video\"}",
+        "letsmeet_messages_relayed_total{kind=\"chat\",delivery=\"direct\"}",
+        "letsmeet_relay_latency_seconds_bucket",
+        "letsmeet_queue_wait_seconds_count",
+        "letsmeet_sessions_in_match",
+        "letsmeet_connections",
+    ] {
+        assert!(body.contains(needle), "missing {needle} in\n{body}");
+    }
+    server.stop().await;
+}

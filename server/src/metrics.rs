@@ -1,0 +1,60 @@
+//! Prometheus metrics (`GET /metrics`): every name in one place.
+
+use crate::ws::WsState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once (later calls reuse it).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
+            let wait = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(RELAY_LATENCY.into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), &wait))
+                .expect("bucket lists are not empty")
+                .install_recorder()
+                .unwrap_or_else(|e| {
+                    // Another recorder is installed (embedding): render an empty handle.
+                    tracing::warn!("metrics recorder not installed: {e}");
+                    PrometheusBuilder::new().build_recorder().handle()
+                })
+        })
+        .clone()
+}
+
+pub const CONNECTIONS: &str = "letsmeet_connections";
+pub const SESSIONS: &str = "letsmeet_sessions";
+pub const CHATTING: &str = "letsmeet_sessions_in_match";
+pub const WAITING: &str = "letsmeet_waiting";
+pub const MATCHES_STARTED: &str = "letsmeet_matches_started_total";
+pub const MATCHES_ENDED: &str = "letsmeet_matches_ended_total";
+pub const RELAYED: &str = "letsmeet_messages_relayed_total";
+pub const DROPPED: &str = "letsmeet_messages_dropped_total";
+pub const RATE_LIMITED: &str = "letsmeet_rate_limited_total";
+pub const CLIENT_ERRORS: &str = "letsmeet_client_errors_total";
+pub const REPORTS: &str = "letsmeet_reports_total";
+pub const QUEUE_WAIT: &str = "letsmeet_queue_wait_seconds";
+pub const RELAY_LATENCY: &str = "letsmeet_relay_latency_seconds";
+
+/// `GET /metrics`.
+pub async fn handler(State(state): State<WsState>) -> impl IntoResponse {
+    let handle = install();
+    match state.hub.stats().await {
+        Ok(s) => {
+            metrics::gauge!(CONNECTIONS).set(state.limits.total() as f64);
+            metrics::gauge!(SESSIONS).set(s.sessions as f64);
+            metrics::gauge!(CHATTING).set(s.in_match as f64);
+            metrics::gauge!(WAITING, "mode" => "video").set(s.waiting_video as f64);
+            metrics::gauge!(WAITING, "mode" => "text").set((s.waiting - s.waiting_video) as f64);
+        }
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response(),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+}
