@@ -268,10 +268,10 @@ impl Hub {
                 }
             }
             Command::Relay { conn, match_id, kind, frame, received } => {
-                if let Some(&sid) = self.sockets.get(&conn) {
-                    if self.relay(sid, match_id, kind, frame) {
-                        metrics::histogram!(m::RELAY_LATENCY).record(received.elapsed().as_secs_f64());
-                    }
+                if let Some(&sid) = self.sockets.get(&conn)
+                    && self.relay(sid, match_id, kind, frame)
+                {
+                    metrics::histogram!(m::RELAY_LATENCY).record(received.elapsed().as_secs_f64());
                 }
             }
             Command::Disconnect { conn } => self.disconnect(conn),
