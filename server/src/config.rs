@@ -91,8 +91,9 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_IDLE_TIMEOUT_SECS", default_value_t = 45.0, value_parser = positive_secs)]
     pub idle_timeout_secs: f64,
 
-    /// WebSocket read/write buffer size in bytes (small: signaling messages are small).
-    #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 4096)]
+    /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
+    /// small and idle sockets dominate memory; larger messages are read in several steps.
+    #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 1024)]
     pub ws_buffer_bytes: usize,
 }
 

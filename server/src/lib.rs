@@ -33,6 +33,18 @@ use tokio::net::TcpListener;
 /// How long shutdown waits for sockets to receive their close frames.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pending connections the kernel queues before `accept` (tokio's default is 128,
+/// which a burst of visitors overflows: the excess SYNs are retried after a second).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listening socket with a backlog sized for bursts of connections.
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A running server's parts that the caller may need (tests read the hub).
 #[derive(Clone, Debug)]
 pub struct Running {
@@ -52,6 +64,13 @@ pub async fn serve(
     let (router, state) = site::router(&config)?;
     on_start(Running { hub: state.hub.clone(), addr });
     let drain = state.clone();
+    // Signaling frames are small and latency-bound: no Nagle delay (which, against a
+    // peer's delayed ACK, holds a second small frame back by ~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;

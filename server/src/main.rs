@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
     let bind = server::site::bind_addr(&config)?;
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = server::bind_listener(bind).with_context(|| format!("cannot listen on {bind}"))?;
     server::serve(config, listener, shutdown_signal(), |running| {
         tracing::info!("listening on http://{}", running.addr);
     })
