@@ -24,21 +24,44 @@ struct Live {
     _on_close: Closure<dyn FnMut(CloseEvent)>,
 }
 
+/// Most intents (join/next/stop) held while the socket is not open.
+const PENDING_LIMIT: usize = 8;
+
 thread_local! {
     static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
+    /// Intents sent before the socket was open (e.g. Start clicked while the page was
+    /// still connecting), delivered after the next `welcome`.
+    static PENDING: RefCell<Vec<ClientMsg>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Sends a message if the socket is open. While reconnecting, messages are dropped:
-/// the page shows that state, and a resumed session is told where it stands.
+/// Sends a message if the socket is open. Otherwise a join/next/stop waits for the
+/// next `welcome`; per-match messages are dropped (that match's state is re-sent on
+/// resume, and the page shows that it is reconnecting).
 pub(crate) fn send(msg: ClientMsg) {
-    LIVE.with(|live| {
-        if let Some(live) = &*live.borrow()
-            && live.ws.ready_state() == WebSocket::OPEN
-            && let Err(e) = live.ws.send_with_str(&msg.to_json())
-        {
-            leptos::logging::warn!("send failed: {e:?}");
+    let sent = LIVE.with(|live| match &*live.borrow() {
+        Some(live) if live.ws.ready_state() == WebSocket::OPEN => {
+            if let Err(e) = live.ws.send_with_str(&msg.to_json()) {
+                leptos::logging::warn!("send failed: {e:?}");
+            }
+            true
         }
+        _ => false,
     });
+    if !sent && matches!(msg, ClientMsg::Join(_) | ClientMsg::Next | ClientMsg::Stop) {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() == PENDING_LIMIT {
+                p.remove(0);
+            }
+            p.push(msg);
+        });
+    }
+}
+
+fn flush_pending() {
+    for msg in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+        send(msg);
+    }
 }
 
 pub(super) fn start(engine: Engine) {
@@ -57,10 +80,14 @@ fn open(engine: Engine, failures: u32) {
         let Some(text) = ev.data().as_string() else { return };
         match ServerMsg::from_json(&text) {
             Ok(msg) => {
+                let welcome = matches!(msg, ServerMsg::Welcome { .. });
                 if let ServerMsg::Welcome { resume_token, .. } = &msg {
                     store_token(Some(&resume_token.to_string()));
                 }
                 engine.apply(msg);
+                if welcome {
+                    flush_pending();
+                }
             }
             Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
         }
