@@ -164,6 +164,7 @@ mod state_machine {
             role: Role::Answerer,
             common_interests: common.iter().map(|s| s.to_string()).collect(),
             peer_country: None,
+            ice_servers: None,
         }
     }
 

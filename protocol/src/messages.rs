@@ -79,7 +79,16 @@ pub enum ServerMsg {
     /// Waiting for a partner.
     Queued { mode: Mode },
     /// Paired. The offerer creates the offer after its own `ready`.
-    Matched { match_id: MatchId, role: Role, common_interests: Vec<String>, peer_country: Option<String> },
+    Matched {
+        match_id: MatchId,
+        role: Role,
+        common_interests: Vec<String>,
+        peer_country: Option<String>,
+        /// Fresh ICE servers (TURN credentials are time-limited); absent when the
+        /// ones from `welcome` still apply. An addition to version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_servers: Option<Vec<IceServer>>,
+    },
     /// A signal from the peer.
     Signal { match_id: MatchId, payload: SignalPayload },
     /// A chat line from the peer.

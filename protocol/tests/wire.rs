@@ -137,15 +137,27 @@ fn server_messages_have_the_documented_shapes() {
             role: Role::Offerer,
             common_interests: vec!["music".into()],
             peer_country: Some("FR".into()),
+            ice_servers: None,
         },
         &format!(
             r#"{{"type":"matched","match_id":"{M}","role":"offerer","common_interests":["music"],"peer_country":"FR"}}"#
         ),
     );
     server_golden(
-        ServerMsg::Matched { match_id: mid(), role: Role::Answerer, common_interests: vec![], peer_country: None },
+        ServerMsg::Matched {
+            match_id: mid(),
+            role: Role::Answerer,
+            common_interests: vec![],
+            peer_country: None,
+            ice_servers: Some(vec![IceServer {
+                urls: vec!["turn:127.0.0.1:3478".into()],
+                username: Some("1700003600:s".into()),
+                credential: Some("c".into()),
+            }]),
+        },
         &format!(
-            r#"{{"type":"matched","match_id":"{M}","role":"answerer","common_interests":[],"peer_country":null}}"#
+            r#"{{"type":"matched","match_id":"{M}","role":"answerer","common_interests":[],"peer_country":null,
+            "ice_servers":[{{"urls":["turn:127.0.0.1:3478"],"username":"1700003600:s","credential":"c"}}]}}"#
         ),
     );
     server_golden(

@@ -38,6 +38,20 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_STUN_URLS", value_delimiter = ',')]
     pub stun_urls: Vec<String>,
 
+    /// TURN URLs handed to browsers with per-session credentials (comma separated),
+    /// e.g. turn:turn.example.org:3478?transport=udp. Needs --turn-secret.
+    #[arg(long, env = "LETSMEET_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+
+    /// The secret shared with coturn (`static-auth-secret`), at least 16 characters.
+    /// Never sent to browsers or logged. Prefer the environment variable over the flag.
+    #[arg(long, env = "LETSMEET_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<crate::ice::TurnSecret>,
+
+    /// Seconds a TURN credential stays valid (a fresh one comes with every match).
+    #[arg(long, env = "LETSMEET_TURN_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub turn_ttl_secs: u64,
+
     /// Seconds a dropped session keeps its queue place or match for `?resume=`.
     #[arg(long, env = "LETSMEET_GRACE_SECS", default_value_t = 15.0, value_parser = positive_secs)]
     pub grace_secs: f64,

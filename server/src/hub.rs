@@ -11,8 +11,8 @@ use axum::extract::ws::Utf8Bytes;
 use matcher::{Avoid, Matcher, Millis, Pair, Ticket};
 use protocol::close;
 use protocol::{
-    ClientMsg, ErrorCode, IceServer, LeftReason, MatchId, OnlineCounts, Preferences, ReportReason, ResumeToken, Role,
-    ServerMsg, SessionId,
+    ClientMsg, ErrorCode, LeftReason, MatchId, OnlineCounts, Preferences, ReportReason, ResumeToken, Role, ServerMsg,
+    SessionId,
 };
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -29,7 +29,7 @@ pub struct HubConfig {
     pub rematch_cooldown: Duration,
     pub signal_buffer: usize,
     pub signal_buffer_bytes: usize,
-    pub ice_servers: Vec<IceServer>,
+    pub ice: crate::ice::IceConfig,
     /// How often `online` counts may be pushed.
     pub online_interval: Duration,
 }
@@ -390,7 +390,7 @@ impl Hub {
             session_id: sid,
             resume_token: session.token.clone(),
             resumed: resumed.is_some(),
-            ice_servers: self.config.ice_servers.clone(),
+            ice_servers: self.config.ice.servers_for(sid),
             online: self.online(),
         };
         self.send(sid, &welcome);
@@ -441,6 +441,8 @@ impl Hub {
                     role: side.role,
                     common_interests: side.common_interests.clone(),
                     peer_country: side.peer_country.clone(),
+                    // `welcome` just carried fresh ICE servers.
+                    ice_servers: None,
                 };
                 let missed: Vec<Utf8Bytes> = side.missed_chat.drain(..).collect();
                 self.send(sid, &matched);
@@ -590,6 +592,8 @@ impl Hub {
                     role,
                     common_interests: pair.common_interests.clone(),
                     peer_country,
+                    // TURN credentials expire: every match brings fresh ones.
+                    ice_servers: self.config.ice.has_turn().then(|| self.config.ice.servers_for(me)),
                 },
             );
         }

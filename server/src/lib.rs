@@ -8,6 +8,7 @@
 //! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
 //! - [`ws`]: per-socket checks, reader and writer tasks.
 //! - [`conn`]: the hub's handle on a socket (bounded outbox).
+//! - [`ice`]: STUN/TURN servers and TURN REST credentials.
 //! - [`hub`]: the single owner of sessions, matches, relay buffers and the matcher.
 //! - [`limits`]: connection caps.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod conn;
 pub mod hub;
+pub mod ice;
 pub mod limits;
 pub mod metrics;
 pub mod site;

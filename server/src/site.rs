@@ -3,6 +3,7 @@
 
 use crate::Config;
 use crate::hub::{self, HubConfig};
+use crate::ice::IceConfig;
 use crate::limits::ConnLimits;
 use crate::ws::{self, WsSettings, WsState};
 use anyhow::Context;
@@ -13,7 +14,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use leptos::config::{LeptosOptions, get_configuration};
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use protocol::IceServer;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -47,10 +47,14 @@ pub fn bind_addr(config: &Config) -> anyhow::Result<SocketAddr> {
 pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
     let options = leptos_options(config)?;
     crate::metrics::install();
-    let ice_servers = if config.stun_urls.is_empty() {
-        Vec::new()
-    } else {
-        vec![IceServer { urls: config.stun_urls.clone(), username: None, credential: None }]
+    if !config.turn_urls.is_empty() && config.turn_secret.is_none() {
+        anyhow::bail!("--turn-urls needs --turn-secret (or LETSMEET_TURN_SECRET): TURN without credentials is useless");
+    }
+    let ice = IceConfig {
+        stun_urls: config.stun_urls.clone(),
+        turn_urls: config.turn_urls.clone(),
+        secret: config.turn_secret.clone(),
+        ttl: Duration::from_secs(config.turn_ttl_secs),
     };
     let hub = hub::spawn(HubConfig {
         grace: config.grace(),
@@ -58,7 +62,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         rematch_cooldown: config.rematch_cooldown(),
         signal_buffer: config.signal_buffer,
         signal_buffer_bytes: config.signal_buffer_bytes,
-        ice_servers,
+        ice,
         online_interval: Duration::from_secs(1),
     });
     let nonzero = |v: u32, name: &str| NonZeroU32::new(v).with_context(|| format!("{name} must be at least 1"));

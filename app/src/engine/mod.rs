@@ -329,7 +329,10 @@ impl Engine {
                     self.phase.set(Phase::Waiting);
                 }
             }
-            ServerMsg::Matched { match_id, role, common_interests, peer_country } => {
+            ServerMsg::Matched { match_id, role, common_interests, peer_country, ice_servers } => {
+                if let Some(servers) = ice_servers {
+                    self.ice_servers.set(servers);
+                }
                 let mode = self.prefs.get_untracked().map_or(Mode::Text, |p| p.mode);
                 let same = self.current.get_untracked().is_some_and(|m| m.id == match_id)
                     || self.ended.get_value() == Some(match_id);

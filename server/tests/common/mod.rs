@@ -220,7 +220,7 @@ impl Client {
     /// Waits for `matched`; returns (match id, role, common interests, peer country).
     pub async fn matched(&mut self) -> Matched {
         match self.recv().await {
-            ServerMsg::Matched { match_id, role, common_interests, peer_country } => {
+            ServerMsg::Matched { match_id, role, common_interests, peer_country, .. } => {
                 Matched { id: match_id, role, common_interests, peer_country }
             }
             other => panic!("expected matched, got {other:?}"),
