@@ -20,9 +20,13 @@ impl Coturn {
     fn start() -> Self {
         let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let relay_base = 50_000 + (std::process::id() % 500) as u16 * 20;
+        // The deployment's hardened configuration, with the test-only loopback override.
+        let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/turnserver.conf");
         let child = Command::new("turnserver")
             .args([
-                "-n",
+                "-c",
+                conf,
+                "--allowed-peer-ip=127.0.0.1",
                 "--listening-ip=127.0.0.1",
                 &format!("--listening-port={port}"),
                 "--relay-ip=127.0.0.1",
