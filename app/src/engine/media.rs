@@ -223,6 +223,7 @@ pub fn switch_device(engine: Engine, kind: &'static str, device_id: String) {
 /// Starts (or restarts) the peer connection for the current match and sends `ready`.
 pub fn start_peer(engine: Engine) {
     end_peer(engine);
+    engine.remote_candidate_types.set(Vec::new());
     let Some(info) = engine.current.get_untracked() else { return };
     let pc = match new_connection(engine) {
         Ok(pc) => pc,
@@ -274,6 +275,10 @@ fn new_connection(engine: Engine) -> Result<RtcPeerConnection, JsValue> {
     }
     let config = RtcConfiguration::new();
     config.set_ice_servers(&servers);
+    if engine.relay_only.get_untracked() && engine.has_relay() {
+        // Only relay candidates are gathered: our address never reaches the stranger.
+        config.set_ice_transport_policy(web_sys::RtcIceTransportPolicy::Relay);
+    }
     RtcPeerConnection::new_with_configuration(&config)
 }
 
@@ -375,8 +380,27 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
     })));
 }
 
+/// Notes the candidate types ("typ host", "typ srflx", "typ relay") a signal carries.
+fn note_candidate_types(engine: Engine, text: &str) {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "typ"
+            && let Some(t) = words.next()
+            && !engine.remote_candidate_types.with_untracked(|v| v.iter().any(|x| x == t))
+        {
+            let t = t.to_string();
+            engine.remote_candidate_types.update(|v| v.push(t));
+        }
+    }
+}
+
 /// A signal from the stranger for the current match.
-pub fn on_signal(payload: SignalPayload) {
+pub fn on_signal(engine: Engine, payload: SignalPayload) {
+    match &payload {
+        SignalPayload::Offer { sdp } | SignalPayload::Answer { sdp } => note_candidate_types(engine, sdp),
+        SignalPayload::Candidate { candidate, .. } => note_candidate_types(engine, candidate),
+        SignalPayload::EndOfCandidates => {}
+    }
     let Some(peer) = MEDIA.with(|m| m.borrow().peer.clone()) else { return };
     peer.queue.borrow_mut().push_back(payload);
     if peer.busy.replace(true) {

@@ -121,6 +121,10 @@ pub struct Engine {
     /// Microphone muted / camera off.
     pub mic_muted: RwSignal<bool>,
     pub camera_off: RwSignal<bool>,
+    /// "Hide my IP": relay media through TURN only, so the stranger never sees our address.
+    pub relay_only: RwSignal<bool>,
+    /// Candidate types (host, srflx, relay) the stranger has sent us in this match.
+    pub remote_candidate_types: RwSignal<Vec<String>>,
     next_seq: StoredValue<u64>,
     /// The match that ended last (report and block still apply to it).
     ended: StoredValue<Option<MatchId>>,
@@ -154,6 +158,8 @@ impl Engine {
             stats: RwSignal::new(None),
             mic_muted: RwSignal::new(false),
             camera_off: RwSignal::new(false),
+            relay_only: RwSignal::new(false),
+            remote_candidate_types: RwSignal::new(Vec::new()),
             next_seq: StoredValue::new(0),
             ended: StoredValue::new(None),
         };
@@ -176,6 +182,12 @@ impl Engine {
             }
             socket::start(self);
         }
+    }
+
+    /// Whether the server offers a TURN relay (so "Hide my IP" can work).
+    pub fn has_relay(&self) -> bool {
+        self.ice_servers
+            .with(|s| s.iter().flat_map(|s| &s.urls).any(|u| u.starts_with("turn:") || u.starts_with("turns:")))
     }
 
     /// Whether a chat is under way or being looked for (the chat screen is relevant).
@@ -365,7 +377,7 @@ impl Engine {
             ServerMsg::Signal { match_id, payload } => {
                 if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
                     #[cfg(feature = "hydrate")]
-                    media::on_signal(payload);
+                    media::on_signal(self, payload);
                     #[cfg(not(feature = "hydrate"))]
                     let _ = payload;
                 }

@@ -15,7 +15,11 @@ pub fn Chat() -> impl IntoView {
     let phase_name = move || phase_key(&engine.phase.get());
 
     view! {
-        <div class="flex min-h-dvh flex-col md:h-dvh" data-testid="chat" data-phase=phase_name data-mode=move || match mode() { Mode::Video => "video", Mode::Text => "text" }>
+        <div
+            class="flex min-h-dvh flex-col md:h-dvh"
+            data-testid="chat"
+            data-remote-candidates=move || engine.remote_candidate_types.get().join(" ")
+            data-phase=phase_name data-mode=move || match mode() { Mode::Video => "video", Mode::Text => "text" }>
             <header class="flex flex-wrap items-center justify-between gap-3 border-b-2 border-ink px-4 py-3">
                 <Logo />
                 <div class="flex flex-wrap items-center gap-2">

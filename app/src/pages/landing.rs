@@ -7,6 +7,9 @@ use protocol::{Mode, Preferences};
 /// localStorage key remembering that the user confirmed they are 18+ and accept the rules.
 #[cfg(feature = "hydrate")]
 const TERMS_KEY: &str = "letsmeet.terms";
+/// localStorage key of the "Hide my IP" choice.
+#[cfg(feature = "hydrate")]
+const RELAY_KEY: &str = "letsmeet.relay";
 
 /// The landing page: what this is, how you want to chat, what you like, Start.
 #[component]
@@ -19,10 +22,12 @@ pub fn Landing() -> impl IntoView {
     let country = RwSignal::new(initial.as_ref().and_then(|p| p.country.clone()));
     let terms = RwSignal::new(false);
     let country_names = RwSignal::new(false);
+    let relay_only = engine.relay_only;
 
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         terms.set(local_storage_get(TERMS_KEY).as_deref() == Some("yes"));
+        relay_only.set(local_storage_get(RELAY_KEY).as_deref() == Some("yes"));
         if country.get_untracked().is_none() {
             country.set(browser_country());
         }
@@ -36,7 +41,10 @@ pub fn Landing() -> impl IntoView {
             return;
         }
         #[cfg(feature = "hydrate")]
-        local_storage_set(TERMS_KEY, "yes");
+        {
+            local_storage_set(TERMS_KEY, "yes");
+            local_storage_set(RELAY_KEY, if relay_only.get_untracked() { "yes" } else { "no" });
+        }
         let prefs = Preferences {
             mode: mode.get_untracked(),
             interests: interests.get_untracked(),
@@ -108,6 +116,21 @@ pub fn Landing() -> impl IntoView {
                             </select>
                         </Show>
                     </div>
+                    <Show when=move || engine.has_relay() && mode.get() == Mode::Video>
+                        <label class="flex items-start gap-2 text-sm">
+                            <input
+                                type="checkbox"
+                                id="relay-only"
+                                class="mt-0.5 size-5 shrink-0 accent-teal"
+                                prop:checked=move || relay_only.get()
+                                on:change=move |ev| relay_only.set(event_target_checked(&ev))
+                            />
+                            <span>
+                                <b>"Hide my IP"</b>
+                                " — video goes through our relay, so the stranger never learns your address. It may add a little delay."
+                            </span>
+                        </label>
+                    </Show>
                     <label class="flex items-start gap-2 text-sm">
                         <input
                             type="checkbox"
