@@ -2,7 +2,7 @@
 #![cfg(all(target_arch = "wasm32", feature = "hydrate"))]
 
 use any_spawner::Executor;
-use app::components::{InterestsInput, ModePicker, OnlineBadge};
+use app::components::{InterestsInput, ModePicker, Notice, OnlineBadge};
 use app::engine::Engine;
 use leptos::prelude::*;
 use protocol::{Mode, OnlineCounts, ServerMsg};
@@ -127,8 +127,28 @@ async fn the_online_badge_shows_what_the_server_says() {
     assert!(badge.text_content().unwrap().contains("reconnecting"));
 }
 
+#[wasm_bindgen_test]
+async fn a_refused_message_shows_as_a_dismissible_alert() {
+    let root = mount(|| {
+        ENGINE.with(|c| c.set(Some(Engine::provide())));
+        view! { <Notice /> }
+    });
+    let engine = ENGINE.with(|c| c.get()).expect("the view above provided the engine");
+    assert!(root.query_selector("[role='alert']").unwrap().is_none(), "no alert without a notice");
+
+    engine.apply(ServerMsg::error(protocol::ErrorCode::NotAllowed, "already in a match", None));
+    settle().await;
+    let alert = query(&root, "[role='alert']");
+    assert!(alert.text_content().unwrap().contains("already in a match"));
+
+    query(&root, "button[aria-label='Dismiss']").click();
+    settle().await;
+    assert_eq!(engine.notice.get_untracked(), None);
+    assert!(root.query_selector("[role='alert']").unwrap().is_none(), "dismissed");
+}
+
 thread_local! {
-    /// The engine the badge test's view provided, handed out of the view closure.
+    /// The engine a test's view provided, handed out of the view closure.
     static ENGINE: std::cell::Cell<Option<Engine>> = const { std::cell::Cell::new(None) };
 }
 

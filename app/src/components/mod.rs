@@ -2,10 +2,12 @@
 
 mod interests;
 mod mode;
+mod notice;
 mod online;
 
 pub use interests::InterestsInput;
 pub use mode::ModePicker;
+pub use notice::Notice;
 pub use online::OnlineBadge;
 
 use leptos::prelude::*;

@@ -254,6 +254,7 @@ impl Engine {
 
     /// Ends the current chat or stops waiting; back to idle (camera off).
     pub fn stop(self) {
+        self.notice.set(None);
         self.send(ClientMsg::Stop);
         self.stop_locally();
         #[cfg(feature = "hydrate")]

@@ -1,4 +1,4 @@
-use crate::components::{Logo, OnlineBadge};
+use crate::components::{Logo, Notice, OnlineBadge};
 use crate::engine::{Author, Engine, Link, MediaProblem, Phase};
 use leptos::prelude::*;
 use protocol::{LeftReason, Mode, Preferences, ReportReason};
@@ -27,6 +27,7 @@ pub fn Chat() -> impl IntoView {
                     <OnlineBadge />
                 </div>
             </header>
+            <Notice class="mx-4 mt-4" />
             <MediaTrouble />
             <main
                 class="grid flex-1 gap-4 p-4 md:min-h-0"
@@ -102,7 +103,7 @@ fn MediaTrouble() -> impl IntoView {
     };
     view! {
         <Show when=move || engine.media_problem.get().is_some()>
-            <div role="alert" class="mx-4 mt-4 border-2 border-ink bg-coral/20 p-4 shadow-hard-sm rounded-sm" data-testid="media-problem">
+            <div role="alert" class="alert mx-4 mt-4" data-testid="media-problem">
                 <p class="font-display font-extrabold">
                     {move || match engine.media_problem.get() {
                         Some(MediaProblem::Denied) => "Camera and microphone access was blocked.".to_string(),

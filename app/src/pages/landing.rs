@@ -1,4 +1,4 @@
-use crate::components::{InterestsInput, Logo, ModePicker, OnlineBadge};
+use crate::components::{InterestsInput, Logo, ModePicker, Notice, OnlineBadge};
 use crate::engine::Engine;
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
@@ -61,6 +61,7 @@ pub fn Landing() -> impl IntoView {
                 <Logo />
                 <OnlineBadge />
             </header>
+            <Notice class="mx-auto w-full max-w-5xl px-5" />
             <main class="mx-auto grid w-full max-w-5xl flex-1 gap-10 px-5 pb-16 pt-6 md:grid-cols-[1.1fr_1fr] md:items-start md:pt-12">
                 <section>
                     <h1 class="font-display text-5xl font-black leading-[1.05] tracking-tight sm:text-6xl">
