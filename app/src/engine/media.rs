@@ -33,6 +33,9 @@ struct MediaState {
     remote: Option<MediaStream>,
     peer: Option<Rc<Peer>>,
     stats_timer: Option<IntervalHandle>,
+    /// Bumped whenever the camera is released, so a permission granted for an
+    /// earlier request (Stop pressed while the prompt was open) is recognized as stale.
+    generation: u64,
 }
 
 /// A JS event handler kept alive while attached.
@@ -88,8 +91,17 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
     if !has_webrtc() {
         return engine.media_failed(MediaProblem::NoWebRtc);
     }
+    let generation = MEDIA.with(|m| m.borrow().generation);
     spawn_local(async move {
-        match get_user_media(None, None).await {
+        let result = get_user_media(None, None).await;
+        if MEDIA.with(|m| m.borrow().generation) != generation {
+            // Released while the prompt was open: nobody wants this stream any more.
+            if let Ok(stream) = result {
+                stop_tracks(&stream);
+            }
+            return;
+        }
+        match result {
             Ok(stream) => {
                 MEDIA.with(|m| m.borrow_mut().local = Some(stream));
                 apply_track_switches(engine);
@@ -136,11 +148,20 @@ fn classify(err: &JsValue) -> MediaProblem {
 
 /// Stops the camera and microphone (on stop, or leaving the chat).
 pub fn release_local(engine: Engine) {
-    if let Some(stream) = MEDIA.with(|m| m.borrow_mut().local.take()) {
-        for t in stream.get_tracks().iter() {
-            t.unchecked_into::<MediaStreamTrack>().stop();
-        }
+    let local = MEDIA.with(|m| {
+        let mut m = m.borrow_mut();
+        m.generation += 1;
+        m.local.take()
+    });
+    if let Some(stream) = local {
+        stop_tracks(&stream);
         bump(engine);
+    }
+}
+
+fn stop_tracks(stream: &MediaStream) {
+    for t in stream.get_tracks().iter() {
+        t.unchecked_into::<MediaStreamTrack>().stop();
     }
 }
 
