@@ -188,6 +188,14 @@ mod state_machine {
         }
     }
 
+    /// Mounts the chat screen on the current engine; dropping the handle leaves the screen.
+    fn mount_chat() -> (HtmlElement, Box<dyn std::any::Any>) {
+        let container: HtmlElement = document().create_element("div").unwrap().unchecked_into();
+        document().body().unwrap().append_child(&container).unwrap();
+        let handle = leptos::mount::mount_to(container.clone(), || view! { <app::pages::Chat /> });
+        (container, Box::new(handle))
+    }
+
     fn texts(e: &Engine, author: Author) -> Vec<String> {
         e.log.get_untracked().into_iter().filter(|l| l.author == author).map(|l| l.text).collect()
     }
@@ -253,5 +261,20 @@ mod state_machine {
         assert!(e.notice.get_untracked().unwrap().contains("XX"));
         e.stop();
         assert_eq!(e.phase.get_untracked(), Phase::Idle);
+    }
+
+    #[wasm_bindgen_test]
+    async fn leaving_the_chat_screen_ends_the_chat() {
+        let e = engine();
+        let (_root, screen) = mount_chat();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(11, &[]));
+        settle().await;
+        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        drop(screen);
+        settle().await;
+        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+        assert!(e.current.get_untracked().is_none());
     }
 }

@@ -235,9 +235,7 @@ impl Engine {
 
     /// Media failed: stop (leaving any match) and explain, offering text mode.
     pub fn media_failed(self, problem: MediaProblem) {
-        if self.current.get_untracked().is_some() || self.phase.get_untracked() == Phase::Waiting {
-            self.send(ClientMsg::Stop);
-        }
+        self.leave_server();
         self.stop_locally();
         self.media_problem.set(Some(problem));
     }
@@ -252,13 +250,23 @@ impl Engine {
         self.send(ClientMsg::Next);
     }
 
-    /// Ends the current chat or stops waiting; back to idle (camera off).
+    /// Ends the current chat or stops waiting; back to idle (camera off). A ban stays.
     pub fn stop(self) {
+        if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
+            return;
+        }
         self.notice.set(None);
-        self.send(ClientMsg::Stop);
+        self.leave_server();
         self.stop_locally();
         #[cfg(feature = "hydrate")]
         media::release_local(self);
+    }
+
+    /// Tells the server we stop, if it has us in a match or in the queue.
+    fn leave_server(&self) {
+        if self.current.get_untracked().is_some() || self.phase.get_untracked() == Phase::Waiting {
+            self.send(ClientMsg::Stop);
+        }
     }
 
     /// Back to idle without telling the server (it already knows, or is gone).

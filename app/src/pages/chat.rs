@@ -13,6 +13,9 @@ pub fn Chat() -> impl IntoView {
     let mode = move || engine.prefs.get().map_or(Mode::Text, |p| p.mode);
     let video = move || mode() == Mode::Video;
     let phase_name = move || phase_key(&engine.phase.get());
+    // Leaving this screen (the logo, Back) ends the chat: no match, peer connection
+    // or camera keeps running behind the landing page.
+    on_cleanup(move || engine.stop());
 
     view! {
         <div
@@ -246,6 +249,11 @@ fn ChatPanel() -> impl IntoView {
         }
         idle_timer.set_value(set_timeout_with_handle(stop_typing, std::time::Duration::from_secs(3)).ok());
     };
+    on_cleanup(move || {
+        if let Some(h) = idle_timer.get_value() {
+            h.clear();
+        }
+    });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let text = draft.get_untracked();
@@ -360,22 +368,21 @@ fn Controls() -> impl IntoView {
             countdown.set(None);
         }
     });
-    Effect::new(move |_| {
-        if let Some(n) = countdown.get() {
-            set_timeout(
-                move || {
-                    if countdown.get_untracked() == Some(n) {
-                        if n <= 1 {
-                            next_or_start();
-                        } else {
-                            countdown.set(Some(n - 1));
-                        }
-                    }
-                },
-                std::time::Duration::from_secs(1),
-            );
+    let tick = StoredValue::new(None::<TimeoutHandle>);
+    let clear_tick = move || {
+        if let Some(h) = tick.get_value() {
+            h.clear();
         }
+    };
+    Effect::new(move |_| {
+        clear_tick();
+        let next_tick = countdown.get().and_then(|n| {
+            let fire = move || if n <= 1 { next_or_start() } else { countdown.set(Some(n - 1)) };
+            set_timeout_with_handle(fire, std::time::Duration::from_secs(1)).ok()
+        });
+        tick.set_value(next_tick);
     });
+    on_cleanup(clear_tick);
 
     let next_label = move || {
         if confirm_next.get() {
