@@ -277,4 +277,16 @@ mod state_machine {
         assert_eq!(e.phase.get_untracked(), Phase::Idle);
         assert!(e.current.get_untracked().is_none());
     }
+
+    #[wasm_bindgen_test]
+    fn a_wait_resumed_after_a_reload_is_waiting() {
+        let e = engine();
+        e.apply(welcome(true));
+        e.apply(ServerMsg::Queued { mode: Mode::Text });
+        assert_eq!(e.phase.get_untracked(), Phase::Waiting);
+        // A `queued` answering a join we have stopped since changes nothing.
+        e.stop();
+        e.apply(ServerMsg::Queued { mode: Mode::Text });
+        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+    }
 }

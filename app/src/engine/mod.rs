@@ -128,6 +128,9 @@ pub struct Engine {
     next_seq: StoredValue<u64>,
     /// The match that ended last (report and block still apply to it).
     ended: StoredValue<Option<MatchId>>,
+    /// We told the server to stop since our last join: a `queued` still on its way
+    /// answers that earlier join and must not put us back in the queue.
+    stop_sent: StoredValue<bool>,
 }
 
 /// What the connection badge shows.
@@ -162,6 +165,7 @@ impl Engine {
             remote_candidate_types: RwSignal::new(Vec::new()),
             next_seq: StoredValue::new(0),
             ended: StoredValue::new(None),
+            stop_sent: StoredValue::new(false),
         };
         provide_context(engine);
         engine
@@ -229,6 +233,7 @@ impl Engine {
     }
 
     fn join(self, prefs: Preferences) {
+        self.stop_sent.set_value(false);
         self.phase.set(Phase::Waiting);
         self.send(ClientMsg::Join(prefs));
     }
@@ -246,6 +251,7 @@ impl Engine {
         self.end_media();
         self.current.set(None);
         self.peer_typing.set(false);
+        self.stop_sent.set_value(false);
         self.phase.set(Phase::Waiting);
         self.send(ClientMsg::Next);
     }
@@ -265,6 +271,7 @@ impl Engine {
     /// Tells the server we stop, if it has us in a match or in the queue.
     fn leave_server(&self) {
         if self.current.get_untracked().is_some() || self.phase.get_untracked() == Phase::Waiting {
+            self.stop_sent.set_value(true);
             self.send(ClientMsg::Stop);
         }
     }
@@ -345,11 +352,13 @@ impl Engine {
                 }
             }
             ServerMsg::Online(counts) => self.online.set(Some(counts)),
-            ServerMsg::Queued { .. } => {
-                if self.phase.get_untracked() != Phase::Idle {
-                    self.phase.set(Phase::Waiting);
-                }
-            }
+            ServerMsg::Queued { .. } => match self.phase.get_untracked() {
+                Phase::Banned { .. } => {}
+                // Idle: the server restores our wait after a reload, unless this
+                // answers a join we have stopped since.
+                Phase::Idle if self.stop_sent.get_value() => {}
+                _ => self.phase.set(Phase::Waiting),
+            },
             ServerMsg::Matched { match_id, role, common_interests, peer_country, ice_servers } => {
                 if let Some(servers) = ice_servers {
                     self.ice_servers.set(servers);

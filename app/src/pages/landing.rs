@@ -1,6 +1,7 @@
 use crate::components::{InterestsInput, Logo, ModePicker, Notice, OnlineBadge};
 use crate::engine::Engine;
 use leptos::prelude::*;
+use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
 use protocol::{Mode, Preferences};
 
@@ -35,6 +36,13 @@ pub fn Landing() -> impl IntoView {
     });
 
     let navigate = use_navigate();
+    // After a reload here the engine may resume a chat or a wait: that is the chat screen.
+    let resume = navigate.clone();
+    Effect::new(move |_| {
+        if engine.in_chat() {
+            resume("/chat", NavigateOptions { replace: true, ..Default::default() });
+        }
+    });
     let start = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         if !terms.get_untracked() {
