@@ -41,6 +41,15 @@ async fn settle() {
     Executor::tick().await;
 }
 
+fn press_escape() {
+    let init = KeyboardEventInit::new();
+    init.set_key("Escape");
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    let ev = KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    document().body().unwrap().dispatch_event(&ev).unwrap();
+}
+
 async fn type_and_press(input: &HtmlInputElement, text: &str, key: &str) {
     input.set_value(text);
     input.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
@@ -125,6 +134,12 @@ async fn the_online_badge_shows_what_the_server_says() {
     engine.link.set(app::engine::Link::Reconnecting);
     settle().await;
     assert!(badge.text_content().unwrap().contains("reconnecting"));
+
+    // Closed for good (banned): no green light.
+    engine.link.set(app::engine::Link::Closed);
+    settle().await;
+    assert_eq!(badge.text_content().unwrap().trim(), "Disconnected");
+    assert!(query(&badge, "span").class_list().contains("bg-coral"));
 }
 
 #[wasm_bindgen_test]
@@ -288,5 +303,33 @@ mod state_machine {
         e.stop();
         e.apply(ServerMsg::Queued { mode: Mode::Text });
         assert_eq!(e.phase.get_untracked(), Phase::Idle);
+    }
+
+    #[wasm_bindgen_test]
+    async fn nothing_acts_while_banned() {
+        let e = engine();
+        let (root, _screen) = mount_chat();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(12, &[]));
+        e.apply(ServerMsg::Banned { reason: "too many reports".into(), until: "2030-06-15T12:00:00Z".into() });
+        e.link.set(app::engine::Link::Closed);
+        settle().await;
+        let banned = e.phase.get_untracked();
+        assert!(matches!(banned, Phase::Banned { .. }));
+
+        press_escape();
+        press_escape();
+        settle().await;
+        e.next();
+        e.start(Preferences::new(Mode::Text));
+        e.stop();
+        assert_eq!(e.phase.get_untracked(), banned, "Esc, Next, Start and Stop do nothing");
+        let next: web_sys::HtmlButtonElement = query(&root, "[data-testid='next']").unchecked_into();
+        assert!(next.disabled());
+
+        let status = query(&root, "[data-testid='status']").text_content().unwrap();
+        assert!(status.contains("too many reports"), "{status}");
+        assert!(status.contains("2030") && !status.contains("12:00:00Z"), "a readable time: {status}");
     }
 }

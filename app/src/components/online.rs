@@ -6,6 +6,7 @@ use leptos::prelude::*;
 pub fn OnlineBadge() -> impl IntoView {
     let engine = Engine::expect();
     let text = move || match (engine.online.get(), engine.link.get()) {
+        (_, Link::Closed) => "Disconnected".to_string(),
         (Some(c), Link::Connected) => {
             format!("{} online · {} chatting", group(c.count), group(c.chatting))
         }

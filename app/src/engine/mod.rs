@@ -29,6 +29,8 @@ pub enum Link {
     Reconnecting,
     /// The server restarts; we reconnect right away.
     Restarting,
+    /// The server closed the connection for good (this address is banned): no reconnecting.
+    Closed,
 }
 
 /// Where the chat is.
@@ -199,6 +201,12 @@ impl Engine {
         !matches!(self.phase.get(), Phase::Idle | Phase::Banned { .. })
     }
 
+    /// Whether Start, Next and Stop can do anything: not while banned, nor once the
+    /// server has closed the connection for good.
+    pub fn can_act(&self) -> bool {
+        !matches!(self.phase.get(), Phase::Banned { .. }) && self.link.get() != Link::Closed
+    }
+
     fn push_line(&self, author: Author, text: impl Into<String>) {
         let seq = self.next_seq.get_value();
         self.next_seq.set_value(seq + 1);
@@ -217,6 +225,9 @@ impl Engine {
     /// Starts looking for a stranger with these preferences. For video, camera and
     /// microphone are requested first; if that fails the user is offered text mode.
     pub fn start(self, prefs: Preferences) {
+        if !untrack(|| self.can_act()) {
+            return;
+        }
         self.notice.set(None);
         self.media_problem.set(None);
         self.prefs.set(Some(prefs.clone()));
@@ -247,6 +258,9 @@ impl Engine {
 
     /// Ends the current chat (if any) and looks for the next stranger.
     pub fn next(self) {
+        if !untrack(|| self.can_act()) {
+            return;
+        }
         self.notice.set(None);
         self.end_media();
         self.current.set(None);
@@ -258,7 +272,7 @@ impl Engine {
 
     /// Ends the current chat or stops waiting; back to idle (camera off). A ban stays.
     pub fn stop(self) {
-        if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
+        if !untrack(|| self.can_act()) {
             return;
         }
         self.notice.set(None);

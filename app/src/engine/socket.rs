@@ -98,7 +98,8 @@ fn open(engine: Engine, failures: u32) {
         // A socket that lived a while resets the backoff.
         let failures = if js_sys::Date::now() - opened_at > 10_000.0 { 0 } else { failures };
         match ev.code() {
-            close::BANNED => {} // `banned` was applied; do not knock again.
+            // `banned` was applied; do not knock again.
+            close::BANNED => engine.link.set(Link::Closed),
             close::REPLACED => {
                 // Another tab (a duplicate of this one) took this session over: start our own.
                 store_token(None);

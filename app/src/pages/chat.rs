@@ -88,7 +88,7 @@ fn status_text(engine: Engine) -> String {
         Phase::PeerReconnecting => "Stranger is reconnecting…".into(),
         Phase::PeerLeft(LeftReason::Banned) => "Stranger was removed for breaking the rules.".into(),
         Phase::PeerLeft(_) => "Stranger has disconnected.".into(),
-        Phase::Banned { until, .. } => format!("You can't chat right now: this connection is banned until {until}."),
+        Phase::Banned { reason, until } => super::ban_text(&reason, &until),
     }
 }
 
@@ -343,12 +343,16 @@ fn Controls() -> impl IntoView {
             _ => engine.next(),
         }
     };
+    let next_enabled = move || engine.can_act() && !matches!(engine.phase.get(), Phase::Waiting | Phase::AskingMedia);
     // Esc: skip, with a second press to confirm while chatting (as on Omegle).
     let on_escape = move || {
+        if !untrack(next_enabled) {
+            return;
+        }
         if chatting() && !confirm_next.get_untracked() {
             confirm_next.set(true);
             set_timeout(move || confirm_next.set(false), std::time::Duration::from_secs(3));
-        } else if !matches!(engine.phase.get_untracked(), Phase::Waiting | Phase::AskingMedia) {
+        } else {
             next_or_start();
         }
     };
@@ -412,7 +416,7 @@ fn Controls() -> impl IntoView {
                     on:click=move |_| {
                         if chatting() && !confirm_next.get_untracked() { confirm_next.set(true) } else { next_or_start() }
                     }
-                    prop:disabled=move || matches!(engine.phase.get(), Phase::Waiting | Phase::AskingMedia | Phase::Banned { .. })
+                    prop:disabled=move || !next_enabled()
                     aria-keyshortcuts="Escape"
                 >
                     {next_label}
@@ -422,7 +426,7 @@ fn Controls() -> impl IntoView {
                     class="btn btn-danger"
                     data-testid="stop"
                     on:click=move |_| { confirm_next.set(false); countdown.set(None); engine.stop() }
-                    prop:disabled=move || matches!(engine.phase.get(), Phase::Idle | Phase::Banned { .. })
+                    prop:disabled=move || !engine.can_act() || engine.phase.get() == Phase::Idle
                 >
                     "Stop"
                 </button>

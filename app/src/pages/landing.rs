@@ -1,5 +1,5 @@
 use crate::components::{InterestsInput, Logo, ModePicker, Notice, OnlineBadge};
-use crate::engine::Engine;
+use crate::engine::{Engine, Phase};
 use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
@@ -45,7 +45,7 @@ pub fn Landing() -> impl IntoView {
     });
     let start = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        if !terms.get_untracked() {
+        if !terms.get_untracked() || !untrack(|| engine.can_act()) {
             return;
         }
         #[cfg(feature = "hydrate")]
@@ -155,13 +155,21 @@ pub fn Landing() -> impl IntoView {
                         type="submit"
                         class="btn btn-primary w-full text-lg"
                         data-testid="start"
-                        prop:disabled=move || !terms.get()
+                        prop:disabled=move || !terms.get() || !engine.can_act()
                     >
                         {move || match mode.get() {
                             Mode::Video => "Start video chat",
                             Mode::Text => "Start text chat",
                         }}
                     </button>
+                    {move || match engine.phase.get() {
+                        Phase::Banned { reason, until } => Some(view! {
+                            <p class="text-sm font-semibold text-coral-strong" data-testid="banned">
+                                {super::ban_text(&reason, &until)}
+                            </p>
+                        }),
+                        _ => None,
+                    }}
                 </form>
             </main>
             <footer class="border-t-2 border-ink px-5 py-4 text-center text-sm opacity-80">

@@ -8,6 +8,35 @@ pub use landing::Landing;
 
 use leptos::prelude::*;
 
+/// What a ban means for the user: until when, in their own time, and why.
+fn ban_text(reason: &str, until: &str) -> String {
+    let until = local_time(until);
+    match reason.trim().trim_end_matches('.') {
+        "" => format!("You can't chat right now: this connection is banned until {until}."),
+        reason => format!("You can't chat right now: this connection is banned until {until}. Reason: {reason}."),
+    }
+}
+
+/// An RFC 3339 time in the reader's language and time zone ("25 Nov 2026, 09:30");
+/// as it is on the server, or when the browser cannot read it.
+fn local_time(rfc3339: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+        if !date.get_time().is_nan() {
+            let options = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into());
+            let _ = js_sys::Reflect::set(&options, &"timeStyle".into(), &"short".into());
+            let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &options).format();
+            if let Some(text) = format.call1(&wasm_bindgen::JsValue::UNDEFINED, &date).ok().and_then(|t| t.as_string())
+            {
+                return text;
+            }
+        }
+    }
+    rfc3339.to_string()
+}
+
 /// Any path we do not serve.
 #[component]
 pub fn NotFound() -> impl IntoView {
