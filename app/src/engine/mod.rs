@@ -178,14 +178,16 @@ impl Engine {
         expect_context::<Self>()
     }
 
-    /// Restores this tab's preferences and opens the signaling socket (browser only,
-    /// after hydration, so the first render matches the server's; a no-op on the server).
+    /// Restores this tab's preferences and the "Hide my IP" choice, then opens the
+    /// signaling socket (browser only, after hydration, so the first render matches the
+    /// server's; a no-op on the server).
     pub fn connect(self) {
         #[cfg(feature = "hydrate")]
         {
             if self.prefs.get_untracked().is_none() {
                 self.prefs.set(socket::load_prefs());
             }
+            self.relay_only.set(socket::load_relay_only());
             socket::start(self);
         }
     }
@@ -232,7 +234,10 @@ impl Engine {
         self.media_problem.set(None);
         self.prefs.set(Some(prefs.clone()));
         #[cfg(feature = "hydrate")]
-        socket::store_prefs(&prefs);
+        {
+            socket::store_prefs(&prefs);
+            socket::store_relay_only(self.relay_only.get_untracked());
+        }
         match prefs.mode {
             Mode::Text => self.join(prefs),
             Mode::Video => {

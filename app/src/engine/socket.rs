@@ -14,6 +14,9 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 const RESUME_KEY: &str = "letsmeet.resume";
 /// sessionStorage key of the last preferences, so a reload mid-chat knows the mode.
 const PREFS_KEY: &str = "letsmeet.prefs";
+/// localStorage key of the "Hide my IP" choice: it must hold across reloads and tabs,
+/// or a reloaded chat would offer the stranger our address.
+const RELAY_KEY: &str = "letsmeet.relay";
 const BACKOFF_BASE_MS: f64 = 500.0;
 const BACKOFF_MAX_MS: f64 = 15_000.0;
 
@@ -170,5 +173,20 @@ pub(super) fn load_prefs() -> Option<protocol::Preferences> {
 pub(super) fn store_prefs(prefs: &protocol::Preferences) {
     if let (Some(s), Ok(text)) = (storage(), serde_json::to_string(prefs)) {
         let _ = s.set_item(PREFS_KEY, &text);
+    }
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    window().local_storage().ok().flatten()
+}
+
+/// Whether the user chose "Hide my IP" (relay-only ICE).
+pub(super) fn load_relay_only() -> bool {
+    local_storage().and_then(|s| s.get_item(RELAY_KEY).ok().flatten()).as_deref() == Some("yes")
+}
+
+pub(super) fn store_relay_only(relay_only: bool) {
+    if let Some(s) = local_storage() {
+        let _ = s.set_item(RELAY_KEY, if relay_only { "yes" } else { "no" });
     }
 }

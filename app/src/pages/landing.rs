@@ -8,9 +8,6 @@ use protocol::{Mode, Preferences};
 /// localStorage key remembering that the user confirmed they are 18+ and accept the rules.
 #[cfg(feature = "hydrate")]
 const TERMS_KEY: &str = "letsmeet.terms";
-/// localStorage key of the "Hide my IP" choice.
-#[cfg(feature = "hydrate")]
-const RELAY_KEY: &str = "letsmeet.relay";
 
 /// The landing page: what this is, how you want to chat, what you like, Start.
 #[component]
@@ -28,7 +25,6 @@ pub fn Landing() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         terms.set(local_storage_get(TERMS_KEY).as_deref() == Some("yes"));
-        relay_only.set(local_storage_get(RELAY_KEY).as_deref() == Some("yes"));
         if country.get_untracked().is_none() {
             country.set(browser_country());
         }
@@ -49,10 +45,7 @@ pub fn Landing() -> impl IntoView {
             return;
         }
         #[cfg(feature = "hydrate")]
-        {
-            local_storage_set(TERMS_KEY, "yes");
-            local_storage_set(RELAY_KEY, if relay_only.get_untracked() { "yes" } else { "no" });
-        }
+        local_storage_set(TERMS_KEY, "yes");
         let prefs = Preferences {
             mode: mode.get_untracked(),
             interests: interests.get_untracked(),
