@@ -332,4 +332,35 @@ mod state_machine {
         assert!(status.contains("too many reports"), "{status}");
         assert!(status.contains("2030") && !status.contains("12:00:00Z"), "a readable time: {status}");
     }
+
+    #[wasm_bindgen_test]
+    async fn really_skip_belongs_to_its_match() {
+        let e = engine();
+        let (root, _screen) = mount_chat();
+        let next = query(&root, "[data-testid='next']");
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(13, &[]));
+        settle().await;
+        next.click();
+        settle().await;
+        assert_eq!(next.text_content().unwrap(), "Really skip? (Esc)");
+
+        // The stranger leaves first: the question goes, the auto-next countdown shows.
+        e.auto_next.set(true);
+        e.apply(ServerMsg::PeerLeft { match_id: MatchId(Uuid::from_u128(13)), reason: LeftReason::Skipped });
+        settle().await;
+        assert_eq!(next.text_content().unwrap(), "Next in 3…");
+
+        // The next stranger is not skipped by a stale answer.
+        e.auto_next.set(false);
+        e.next();
+        e.apply(matched(14, &[]));
+        settle().await;
+        assert_eq!(next.text_content().unwrap(), "Next");
+        press_escape();
+        settle().await;
+        assert_eq!(next.text_content().unwrap(), "Really skip? (Esc)", "Esc asks the same question");
+        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+    }
 }

@@ -1,10 +1,12 @@
 use crate::components::{Logo, Notice, OnlineBadge};
 use crate::engine::{Author, Engine, Link, MediaProblem, Phase};
 use leptos::prelude::*;
-use protocol::{LeftReason, Mode, Preferences, ReportReason};
+use protocol::{LeftReason, MatchId, Mode, Preferences, ReportReason};
 
 /// How long "auto-next" waits after the stranger leaves.
 const AUTO_NEXT_SECS: u32 = 3;
+/// How long Next (or Esc) waits for the second press that confirms a skip.
+const CONFIRM_NEXT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The chat screen: the stranger's video (video mode), the text chat, the controls.
 #[component]
@@ -324,14 +326,27 @@ fn ChatPanel() -> impl IntoView {
 #[component]
 fn Controls() -> impl IntoView {
     let engine = Engine::expect();
-    let confirm_next = RwSignal::new(false);
+    // The match whose skip waits for a second press: the question belongs to that
+    // match only, and it expires.
+    let confirm_for = RwSignal::new(None::<MatchId>);
+    let confirm_timer = StoredValue::new(None::<TimeoutHandle>);
     let countdown = RwSignal::new(None::<u32>);
     let show_report = RwSignal::new(false);
     let chatting = move || matches!(engine.phase.get(), Phase::Connecting | Phase::Connected | Phase::PeerReconnecting);
+    let confirming = move || {
+        chatting()
+            && confirm_for.get().is_some_and(|id| engine.current.with(|m| m.as_ref().is_some_and(|m| m.id == id)))
+    };
+    let clear_confirm_timer = move || {
+        if let Some(h) = confirm_timer.get_value() {
+            h.clear();
+        }
+    };
     let video = move || engine.prefs.get().is_some_and(|p| p.mode == Mode::Video);
 
     let next_or_start = move || {
-        confirm_next.set(false);
+        clear_confirm_timer();
+        confirm_for.set(None);
         countdown.set(None);
         show_report.set(false);
         match engine.phase.get_untracked() {
@@ -344,22 +359,25 @@ fn Controls() -> impl IntoView {
         }
     };
     let next_enabled = move || engine.can_act() && !matches!(engine.phase.get(), Phase::Waiting | Phase::AskingMedia);
-    // Esc: skip, with a second press to confirm while chatting (as on Omegle).
-    let on_escape = move || {
-        if !untrack(next_enabled) {
-            return;
-        }
-        if chatting() && !confirm_next.get_untracked() {
-            confirm_next.set(true);
-            set_timeout(move || confirm_next.set(false), std::time::Duration::from_secs(3));
-        } else {
-            next_or_start();
-        }
+    // Next or Esc: skip, with a second press to confirm while chatting (as on Omegle).
+    let press_next = move || {
+        untrack(|| {
+            if !next_enabled() {
+                return;
+            }
+            if chatting() && !confirming() {
+                clear_confirm_timer();
+                confirm_for.set(engine.current.get().map(|m| m.id));
+                confirm_timer.set_value(set_timeout_with_handle(move || confirm_for.set(None), CONFIRM_NEXT).ok());
+            } else {
+                next_or_start();
+            }
+        })
     };
     let handle = window_event_listener(leptos::ev::keydown, move |ev| {
         if ev.key() == "Escape" {
             ev.prevent_default();
-            on_escape();
+            press_next();
         }
     });
     on_cleanup(move || handle.remove());
@@ -386,10 +404,13 @@ fn Controls() -> impl IntoView {
         });
         tick.set_value(next_tick);
     });
-    on_cleanup(clear_tick);
+    on_cleanup(move || {
+        clear_tick();
+        clear_confirm_timer();
+    });
 
     let next_label = move || {
-        if confirm_next.get() {
+        if confirming() {
             "Really skip? (Esc)".to_string()
         } else {
             match (engine.phase.get(), countdown.get()) {
@@ -413,9 +434,7 @@ fn Controls() -> impl IntoView {
                     type="button"
                     class="btn btn-primary min-w-28"
                     data-testid="next"
-                    on:click=move |_| {
-                        if chatting() && !confirm_next.get_untracked() { confirm_next.set(true) } else { next_or_start() }
-                    }
+                    on:click=move |_| press_next()
                     prop:disabled=move || !next_enabled()
                     aria-keyshortcuts="Escape"
                 >
@@ -425,7 +444,7 @@ fn Controls() -> impl IntoView {
                     type="button"
                     class="btn btn-danger"
                     data-testid="stop"
-                    on:click=move |_| { confirm_next.set(false); countdown.set(None); engine.stop() }
+                    on:click=move |_| { countdown.set(None); engine.stop() }
                     prop:disabled=move || !engine.can_act() || engine.phase.get() == Phase::Idle
                 >
                     "Stop"
