@@ -36,6 +36,13 @@ fn chips(root: &HtmlElement) -> Vec<String> {
     (0..list.length()).map(|i| list.item(i).unwrap().text_content().unwrap()).collect()
 }
 
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
 /// Lets pending reactive updates reach the DOM.
 async fn settle() {
     Executor::tick().await;
@@ -362,5 +369,34 @@ mod state_machine {
         settle().await;
         assert_eq!(next.text_content().unwrap(), "Really skip? (Esc)", "Esc asks the same question");
         assert_eq!(e.phase.get_untracked(), Phase::Connected);
+    }
+
+    #[wasm_bindgen_test]
+    async fn blocking_ends_the_chat_and_auto_next_stays_put() {
+        let e = engine();
+        let (root, _screen) = mount_chat();
+        let next = query(&root, "[data-testid='next']");
+        let status = query(&root, "[data-testid='status']");
+        e.auto_next.set(true);
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(15, &[]));
+        e.block();
+        settle().await;
+        assert_eq!(e.phase.get_untracked(), Phase::Blocked);
+        assert_eq!(status.text_content().unwrap(), "You blocked this stranger. You won't be matched again.");
+        assert_eq!(next.text_content().unwrap(), "New chat");
+
+        // Blocking a stranger who already left stops the auto-next countdown.
+        e.next();
+        e.apply(matched(16, &[]));
+        e.apply(ServerMsg::PeerLeft { match_id: MatchId(Uuid::from_u128(16)), reason: LeftReason::Skipped });
+        settle().await;
+        assert_eq!(next.text_content().unwrap(), "Next in 3…");
+        e.block();
+        settle().await;
+        sleep(1200).await;
+        assert_eq!(e.phase.get_untracked(), Phase::Blocked);
+        assert_eq!(next.text_content().unwrap(), "New chat");
     }
 }

@@ -50,6 +50,8 @@ pub enum Phase {
     PeerReconnecting,
     /// The stranger left (or their connection did not come back).
     PeerLeft(LeftReason),
+    /// We blocked the stranger: the chat is over and we do not look for the next one.
+    Blocked,
     /// This address is banned until the given time (RFC 3339).
     Banned { reason: String, until: String },
 }
@@ -335,17 +337,19 @@ impl Engine {
         }
     }
 
-    /// Never meet this stranger again; ends the chat without looking for the next.
+    /// Never meet this stranger again; ends the chat without looking for the next (and
+    /// without auto-next, also when the stranger had already left).
     pub fn block(self) {
         if let Some(match_id) = self.last_match_id() {
-            let was_current = self.current.get_untracked().is_some();
+            let ends_chat =
+                self.current.get_untracked().is_some() || matches!(self.phase.get_untracked(), Phase::PeerLeft(_));
             self.send(ClientMsg::Block { match_id });
             self.push_line(Author::System, "Blocked. You won't be matched with this stranger again.");
-            if was_current {
+            if ends_chat {
                 self.end_media();
                 self.current.set(None);
                 self.peer_typing.set(false);
-                self.phase.set(Phase::PeerLeft(LeftReason::Skipped));
+                self.phase.set(Phase::Blocked);
             }
         }
     }

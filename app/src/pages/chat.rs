@@ -59,6 +59,7 @@ fn phase_key(phase: &Phase) -> &'static str {
         Phase::Connected => "connected",
         Phase::PeerReconnecting => "peer_reconnecting",
         Phase::PeerLeft(_) => "peer_left",
+        Phase::Blocked => "blocked",
         Phase::Banned { .. } => "banned",
     }
 }
@@ -90,6 +91,7 @@ fn status_text(engine: Engine) -> String {
         Phase::PeerReconnecting => "Stranger is reconnecting…".into(),
         Phase::PeerLeft(LeftReason::Banned) => "Stranger was removed for breaking the rules.".into(),
         Phase::PeerLeft(_) => "Stranger has disconnected.".into(),
+        Phase::Blocked => "You blocked this stranger. You won't be matched again.".into(),
         Phase::Banned { reason, until } => super::ban_text(&reason, &until),
     }
 }
@@ -177,6 +179,7 @@ fn VideoStage() -> impl IntoView {
         Phase::Connecting => Some(("Connecting…", "bg-teal")),
         Phase::PeerReconnecting => Some(("Stranger is reconnecting…", "bg-yellow")),
         Phase::PeerLeft(_) => Some(("Stranger has disconnected.", "bg-coral")),
+        Phase::Blocked => Some(("You blocked this stranger.", "bg-coral")),
         Phase::Idle => Some(("Not chatting", "bg-paper")),
         Phase::Banned { .. } => Some(("Banned", "bg-coral")),
     };
@@ -416,7 +419,7 @@ fn Controls() -> impl IntoView {
             match (engine.phase.get(), countdown.get()) {
                 (_, Some(n)) => format!("Next in {n}…"),
                 (Phase::Idle, _) => "Start".to_string(),
-                (Phase::PeerLeft(_), _) => "New chat".to_string(),
+                (Phase::PeerLeft(_) | Phase::Blocked, _) => "New chat".to_string(),
                 _ => "Next".to_string(),
             }
         }
@@ -425,7 +428,7 @@ fn Controls() -> impl IntoView {
         engine.report(reason);
         show_report.set(false);
     };
-    let can_report = move || chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_));
+    let can_report = move || chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_) | Phase::Blocked);
 
     view! {
         <footer class="sticky bottom-0 border-t-2 border-ink bg-paper px-4 py-3">
@@ -511,7 +514,7 @@ fn Controls() -> impl IntoView {
                 <button
                     type="button"
                     class="btn btn-danger"
-                    prop:disabled=move || !can_report()
+                    prop:disabled=move || !can_report() || engine.phase.get() == Phase::Blocked
                     on:click=move |_| engine.block()
                 >
                     "Block"
