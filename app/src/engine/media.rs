@@ -23,6 +23,10 @@ use web_sys::{
     RtcTrackEvent,
 };
 
+/// How long the connection may stay "disconnected" (often a passing blip) before we
+/// look for a new path.
+const DISCONNECTED_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 thread_local! {
     static MEDIA: RefCell<MediaState> = RefCell::new(MediaState::default());
 }
@@ -56,6 +60,10 @@ struct Peer {
     handlers: RefCell<Vec<Handler>>,
     /// For the incoming bitrate: (timestamp ms, bytes received) at the last sample.
     last_inbound: Cell<Option<(f64, f64)>>,
+    /// The ICE restart due if the connection stays "disconnected".
+    disconnected_timer: Cell<Option<TimeoutHandle>>,
+    /// The window's `online` listener (the network came back or changed).
+    on_online: RefCell<Option<WindowListenerHandle>>,
 }
 
 /// The local camera/microphone stream, if acquired.
@@ -265,6 +273,8 @@ pub fn start_peer(engine: Engine) {
         busy: Cell::new(false),
         handlers: RefCell::new(Vec::new()),
         last_inbound: Cell::new(None),
+        disconnected_timer: Cell::new(None),
+        on_online: RefCell::new(None),
     });
     install_handlers(engine, &peer);
     if !peer.polite {
@@ -382,23 +392,50 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
     peer.pc.set_oniceconnectionstatechange(Some(&handler(peer, move |_| {
         let Some(peer) = p.upgrade() else { return };
         use web_sys::RtcIceConnectionState as S;
+        if let Some(timer) = peer.disconnected_timer.take() {
+            timer.clear();
+        }
         match peer.pc.ice_connection_state() {
             S::Connected | S::Completed => {
                 if matches!(engine.phase.get_untracked(), Phase::Connecting | Phase::PeerReconnecting) {
                     engine.phase.set(Phase::Connected);
                 }
             }
-            S::Failed => {
-                // Network changed or a path broke: gather new candidates and renegotiate.
-                if let Ok(f) = js_sys::Reflect::get(&peer.pc, &"restartIce".into())
-                    && let Ok(f) = f.dyn_into::<js_sys::Function>()
-                {
-                    let _ = f.call0(&peer.pc);
-                }
+            S::Disconnected => {
+                // Often a blip that heals by itself; if it lasts, the path is gone.
+                let p = p.clone();
+                let restart = move || {
+                    if let Some(peer) = p.upgrade()
+                        && peer.pc.ice_connection_state() == S::Disconnected
+                    {
+                        restart_ice(&peer.pc);
+                    }
+                };
+                peer.disconnected_timer.set(set_timeout_with_handle(restart, DISCONNECTED_GRACE).ok());
             }
+            S::Failed => restart_ice(&peer.pc),
             _ => {}
         }
     })));
+
+    // The network came back or changed: the old candidate pairs may be gone.
+    let p = Rc::downgrade(peer);
+    let on_online = window_event_listener_untyped("online", move |_| {
+        if let Some(peer) = p.upgrade() {
+            restart_ice(&peer.pc);
+        }
+    });
+    *peer.on_online.borrow_mut() = Some(on_online);
+}
+
+/// Gathers new candidates and renegotiates: `restartIce()` fires `negotiationneeded`,
+/// whose handler makes the offer (perfect negotiation settles any collision).
+fn restart_ice(pc: &RtcPeerConnection) {
+    if let Ok(f) = js_sys::Reflect::get(pc, &"restartIce".into())
+        && let Ok(f) = f.dyn_into::<js_sys::Function>()
+    {
+        let _ = f.call0(pc);
+    }
 }
 
 /// Notes the candidate types ("typ host", "typ srflx", "typ relay") a signal carries.
@@ -501,6 +538,12 @@ pub fn end_peer(engine: Engine) {
         pc.set_onicecandidate(None);
         pc.set_ontrack(None);
         pc.set_oniceconnectionstatechange(None);
+        if let Some(timer) = peer.disconnected_timer.take() {
+            timer.clear();
+        }
+        if let Some(on_online) = peer.on_online.borrow_mut().take() {
+            on_online.remove();
+        }
         pc.close();
         peer.handlers.borrow_mut().clear();
         peer.queue.borrow_mut().clear();
