@@ -399,4 +399,28 @@ mod state_machine {
         assert_eq!(e.phase.get_untracked(), Phase::Blocked);
         assert_eq!(next.text_content().unwrap(), "New chat");
     }
+
+    #[wasm_bindgen_test]
+    async fn the_report_menu_takes_focus_and_esc_only_closes_it() {
+        let e = engine();
+        let (root, _screen) = mount_chat();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(17, &[]));
+        settle().await;
+        assert!(root.query_selector("[role='log'][aria-live='polite']").unwrap().is_some());
+
+        let button = query(&root, "button[aria-haspopup='menu']");
+        button.click();
+        settle().await;
+        let first = query(&root, "#report-menu [role='menuitem']");
+        assert_eq!(document().active_element(), Some(first.unchecked_into()), "the first item has focus");
+
+        press_escape();
+        settle().await;
+        assert!(root.query_selector("#report-menu").unwrap().is_none(), "Esc closes the menu");
+        assert_eq!(document().active_element(), Some(button.clone().unchecked_into()), "focus returns to Report");
+        assert_eq!(query(&root, "[data-testid='next']").text_content().unwrap(), "Next", "and does not skip");
+        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+    }
 }

@@ -20,7 +20,6 @@ pub fn OnlineBadge() -> impl IntoView {
             class="inline-flex items-center gap-2 whitespace-nowrap border-2 border-ink bg-paper px-3 py-1 text-sm font-semibold shadow-hard-sm rounded-sm"
             data-testid="online"
             data-count=move || engine.online.get().map(|c| c.count.to_string())
-            aria-live="polite"
         >
             <span
                 class="size-2.5 rounded-full border border-ink"

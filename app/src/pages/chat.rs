@@ -233,7 +233,7 @@ fn ChatPanel() -> impl IntoView {
     let engine = Engine::expect();
     let draft = RwSignal::new(String::new());
     let typing_sent = StoredValue::new(false);
-    let log_ref = NodeRef::<leptos::html::Ol>::new();
+    let log_ref = NodeRef::<leptos::html::Div>::new();
     let can_chat = move || engine.current.get().is_some() && engine.phase.get() != Phase::PeerReconnecting;
 
     let stop_typing = move || {
@@ -283,27 +283,29 @@ fn ChatPanel() -> impl IntoView {
             <p class="border-b-2 border-ink px-4 py-2 text-sm font-semibold" role="status" aria-live="polite" data-testid="status">
                 {move || status_text(engine)}
             </p>
-            <ol node_ref=log_ref class="flex-1 space-y-2 overflow-y-auto px-4 py-3" aria-label="Messages" data-testid="log">
-                <For each=move || engine.log.get() key=|line| line.seq let:line>
-                    {match line.author {
-                        Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
-                        Author::Me => view! {
-                            <li class="flex justify-end" data-author="me">
-                                <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-teal px-3 py-1.5 text-onaccent rounded-sm">
-                                    <span class="sr-only">"You: "</span>{line.text}
-                                </span>
-                            </li>
-                        }.into_any(),
-                        Author::Stranger => view! {
-                            <li class="flex justify-start" data-author="stranger">
-                                <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-yellow px-3 py-1.5 text-onaccent rounded-sm">
-                                    <span class="sr-only">"Stranger: "</span>{line.text}
-                                </span>
-                            </li>
-                        }.into_any(),
-                    }}
-                </For>
-            </ol>
+            <div node_ref=log_ref class="flex-1 overflow-y-auto px-4 py-3" role="log" aria-live="polite" aria-label="Messages" data-testid="log">
+                <ol class="space-y-2">
+                    <For each=move || engine.log.get() key=|line| line.seq let:line>
+                        {match line.author {
+                            Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
+                            Author::Me => view! {
+                                <li class="flex justify-end" data-author="me">
+                                    <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-teal px-3 py-1.5 text-onaccent rounded-sm">
+                                        <span class="sr-only">"You: "</span>{line.text}
+                                    </span>
+                                </li>
+                            }.into_any(),
+                            Author::Stranger => view! {
+                                <li class="flex justify-start" data-author="stranger">
+                                    <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-yellow px-3 py-1.5 text-onaccent rounded-sm">
+                                        <span class="sr-only">"Stranger: "</span>{line.text}
+                                    </span>
+                                </li>
+                            }.into_any(),
+                        }}
+                    </For>
+                </ol>
+            </div>
             <p class="h-6 px-4 text-sm italic opacity-70" aria-live="polite" data-testid="typing">
                 {move || engine.peer_typing.get().then_some("Stranger is typing…")}
             </p>
@@ -377,10 +379,28 @@ fn Controls() -> impl IntoView {
             }
         })
     };
+    let report_button = NodeRef::<leptos::html::Button>::new();
+    let report_menu = NodeRef::<leptos::html::Div>::new();
+    // The report menu opens with its first item focused.
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        use wasm_bindgen::JsCast;
+        if let Some(first) = report_menu.get().and_then(|m| m.query_selector("[role='menuitem']").ok().flatten()) {
+            let _ = first.unchecked_into::<web_sys::HtmlElement>().focus();
+        }
+    });
     let handle = window_event_listener(leptos::ev::keydown, move |ev| {
         if ev.key() == "Escape" {
             ev.prevent_default();
-            press_next();
+            if show_report.get_untracked() {
+                // Esc closes the open report menu; it does not skip the stranger.
+                show_report.set(false);
+                if let Some(button) = report_button.get_untracked() {
+                    let _ = button.focus();
+                }
+            } else {
+                press_next();
+            }
         }
     });
     on_cleanup(move || handle.remove());
@@ -487,6 +507,8 @@ fn Controls() -> impl IntoView {
                     <button
                         type="button"
                         class="btn bg-paper text-ink"
+                        node_ref=report_button
+                        aria-haspopup="menu"
                         aria-expanded=move || show_report.get().to_string()
                         aria-controls="report-menu"
                         prop:disabled=move || !can_report()
@@ -495,8 +517,14 @@ fn Controls() -> impl IntoView {
                         "Report"
                     </button>
                     <Show when=move || show_report.get()>
-                        <div id="report-menu" role="menu" class="absolute bottom-full right-0 mb-2 w-56 border-2 border-ink bg-paper p-2 shadow-hard rounded-sm">
-                            <p class="px-2 pb-1 text-sm font-semibold">"What's wrong?"</p>
+                        <div
+                            id="report-menu"
+                            role="menu"
+                            aria-labelledby="report-title"
+                            node_ref=report_menu
+                            class="absolute bottom-full right-0 mb-2 w-56 border-2 border-ink bg-paper p-2 shadow-hard rounded-sm"
+                        >
+                            <p id="report-title" class="px-2 pb-1 text-sm font-semibold">"What's wrong?"</p>
                             {[
                                 (ReportReason::Nudity, "Nudity"),
                                 (ReportReason::Harassment, "Harassment"),
