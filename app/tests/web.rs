@@ -423,4 +423,31 @@ mod state_machine {
         assert_eq!(query(&root, "[data-testid='next']").text_content().unwrap(), "Next", "and does not skip");
         assert_eq!(e.phase.get_untracked(), Phase::Connected);
     }
+
+    #[wasm_bindgen_test]
+    async fn the_chat_input_closes_while_the_link_is_down() {
+        let e = engine();
+        let (root, _screen) = mount_chat();
+        let input: HtmlInputElement = query(&root, "#message").unchecked_into();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(18, &[]));
+        settle().await;
+        assert!(!input.disabled());
+
+        e.link.set(app::engine::Link::Reconnecting);
+        settle().await;
+        assert!(input.disabled());
+        assert_eq!(input.placeholder(), "Reconnecting to the server…");
+        let send: web_sys::HtmlButtonElement = query(&root, "button[type='submit']").unchecked_into();
+        assert!(send.disabled());
+        assert!(!e.say("into the void"));
+        assert!(texts(&e, Author::Me).is_empty(), "no line that never went out");
+
+        e.apply(welcome(true));
+        settle().await;
+        assert!(!input.disabled());
+        assert!(e.say("back"));
+        assert_eq!(texts(&e, Author::Me), vec!["back"]);
+    }
 }

@@ -305,16 +305,22 @@ impl Engine {
         self.phase.set(Phase::Idle);
     }
 
-    /// Sends a chat line to the stranger (trimmed; empty lines are ignored).
-    pub fn say(self, text: &str) {
+    /// Sends a chat line to the stranger (trimmed; empty lines are ignored). Returns
+    /// whether it went out: not without a match, nor while our link is down (the socket
+    /// would drop it, and the log must not show a line the stranger never gets).
+    pub fn say(self, text: &str) -> bool {
         let text = text.trim();
-        let Some(info) = self.current.get_untracked() else { return };
-        if text.is_empty() || text.chars().count() > protocol::limits::MAX_CHAT_CHARS {
-            return;
+        let Some(info) = self.current.get_untracked() else { return false };
+        if self.link.get_untracked() != Link::Connected
+            || text.is_empty()
+            || text.chars().count() > protocol::limits::MAX_CHAT_CHARS
+        {
+            return false;
         }
         self.push_line(Author::Me, text);
         self.send(ClientMsg::Chat { match_id: info.id, text: text.to_string() });
         self.send(ClientMsg::Typing { match_id: info.id, typing: false });
+        true
     }
 
     /// Tells the stranger whether we are typing.

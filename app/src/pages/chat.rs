@@ -234,7 +234,19 @@ fn ChatPanel() -> impl IntoView {
     let draft = RwSignal::new(String::new());
     let typing_sent = StoredValue::new(false);
     let log_ref = NodeRef::<leptos::html::Div>::new();
-    let can_chat = move || engine.current.get().is_some() && engine.phase.get() != Phase::PeerReconnecting;
+    // Why the input is closed, if it is: a line must never vanish unsent.
+    let closed_because = move || {
+        if engine.current.get().is_none() {
+            Some("Chat opens when you're matched")
+        } else if engine.link.get() != Link::Connected {
+            Some("Reconnecting to the server…")
+        } else if engine.phase.get() == Phase::PeerReconnecting {
+            Some("Waiting for the stranger to come back…")
+        } else {
+            None
+        }
+    };
+    let can_chat = move || closed_because().is_none();
 
     let stop_typing = move || {
         if typing_sent.get_value() {
@@ -261,13 +273,10 @@ fn ChatPanel() -> impl IntoView {
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let text = draft.get_untracked();
-        if text.trim().is_empty() {
-            return;
+        if engine.say(&draft.get_untracked()) {
+            typing_sent.set_value(false);
+            draft.set(String::new());
         }
-        engine.say(&text);
-        typing_sent.set_value(false);
-        draft.set(String::new());
     };
     // Keep the newest line in view.
     Effect::new(move |_| {
@@ -316,7 +325,7 @@ fn ChatPanel() -> impl IntoView {
                     type="text"
                     autocomplete="off"
                     maxlength=protocol::limits::MAX_CHAT_CHARS.to_string()
-                    placeholder=move || if can_chat() { "Type a message…" } else { "Chat opens when you're matched" }
+                    placeholder=move || closed_because().unwrap_or("Type a message…")
                     class="min-w-0 flex-1 border-2 border-ink bg-paper px-3 py-2 rounded-sm focus-ring"
                     prop:value=move || draft.get()
                     prop:disabled=move || !can_chat()
