@@ -101,7 +101,7 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
     }
     let generation = MEDIA.with(|m| m.borrow().generation);
     spawn_local(async move {
-        let result = get_user_media(None, None).await;
+        let result = get_user_media(Ask::Default, Ask::Default).await;
         if MEDIA.with(|m| m.borrow().generation) != generation {
             // Released while the prompt was open: nobody wants this stream any more.
             if let Ok(stream) = result {
@@ -121,23 +121,37 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
     });
 }
 
-async fn get_user_media(camera: Option<String>, mic: Option<String>) -> Result<MediaStream, MediaProblem> {
-    let devices = window().navigator().media_devices().map_err(|_| MediaProblem::NoWebRtc)?;
-    let constraints = MediaStreamConstraints::new();
-    let pick = |id: Option<String>| -> JsValue {
-        match id {
-            Some(id) => {
+/// What getUserMedia is asked for, per kind of device.
+enum Ask {
+    /// Nothing of this kind (switching the other kind leaves this one alone).
+    Nothing,
+    /// The browser's default device.
+    Default,
+    /// This device.
+    Device(String),
+}
+
+impl Ask {
+    fn constraint(self) -> JsValue {
+        match self {
+            Ask::Nothing => JsValue::FALSE,
+            Ask::Default => JsValue::TRUE,
+            Ask::Device(id) => {
                 let exact = js_sys::Object::new();
                 let _ = js_sys::Reflect::set(&exact, &"exact".into(), &id.into());
                 let c = js_sys::Object::new();
                 let _ = js_sys::Reflect::set(&c, &"deviceId".into(), &exact);
                 c.into()
             }
-            None => JsValue::TRUE,
         }
-    };
-    constraints.set_video(&pick(camera));
-    constraints.set_audio(&pick(mic));
+    }
+}
+
+async fn get_user_media(camera: Ask, mic: Ask) -> Result<MediaStream, MediaProblem> {
+    let devices = window().navigator().media_devices().map_err(|_| MediaProblem::NoWebRtc)?;
+    let constraints = MediaStreamConstraints::new();
+    constraints.set_video(&camera.constraint());
+    constraints.set_audio(&mic.constraint());
     let promise = devices.get_user_media_with_constraints(&constraints).map_err(|e| classify(&e))?;
     JsFuture::from(promise).await.map(|s| s.unchecked_into()).map_err(|e| classify(&e))
 }
@@ -203,32 +217,54 @@ pub async fn devices() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The id of the camera ("videoinput") or microphone ("audioinput") in use.
+pub fn active_device(kind: &str) -> Option<String> {
+    let stream = local_stream()?;
+    let tracks = if kind == "videoinput" { stream.get_video_tracks() } else { stream.get_audio_tracks() };
+    let track: MediaStreamTrack = tracks.get(0).dyn_into().ok()?;
+    track.get_settings().get_device_id()
+}
+
+/// A `devicechange` listener (a camera or microphone was plugged in or out), removed
+/// when dropped.
+pub struct DeviceWatch(Handler);
+
+/// Calls `on_change` whenever the list of cameras and microphones changes.
+pub fn watch_devices(mut on_change: impl FnMut() + 'static) -> DeviceWatch {
+    let closure = Closure::<dyn FnMut(JsValue)>::new(move |_| on_change());
+    if let Ok(md) = window().navigator().media_devices() {
+        let _ = md.add_event_listener_with_callback("devicechange", closure.as_ref().unchecked_ref());
+    }
+    DeviceWatch(closure)
+}
+
+impl Drop for DeviceWatch {
+    fn drop(&mut self) {
+        if let Ok(md) = window().navigator().media_devices() {
+            let _ = md.remove_event_listener_with_callback("devicechange", self.0.as_ref().unchecked_ref());
+        }
+    }
+}
+
 /// Switches to another camera or microphone without renegotiating (replaceTrack).
+/// Only that kind is requested: the other device keeps running untouched.
 pub fn switch_device(engine: Engine, kind: &'static str, device_id: String) {
     spawn_local(async move {
-        let (camera, mic) = if kind == "videoinput" { (Some(device_id), None) } else { (None, Some(device_id)) };
-        let fresh = match get_user_media(camera.clone(), mic.clone()).await {
+        let wants_video = kind == "videoinput";
+        let (camera, mic) =
+            if wants_video { (Ask::Device(device_id), Ask::Nothing) } else { (Ask::Nothing, Ask::Device(device_id)) };
+        let fresh = match get_user_media(camera, mic).await {
             Ok(s) => s,
             Err(_) => {
                 engine.notice.set(Some("That device could not be opened.".into()));
                 return;
             }
         };
-        let Some(local) = local_stream() else { return };
-        let wants_video = camera.is_some();
-        let new_track: Option<MediaStreamTrack> = if wants_video {
-            fresh.get_video_tracks().get(0).dyn_into().ok()
-        } else {
-            fresh.get_audio_tracks().get(0).dyn_into().ok()
+        let Some(local) = local_stream() else {
+            // Released while the device was opening.
+            return stop_tracks(&fresh);
         };
-        let Some(new_track) = new_track else { return };
-        // Stop what the fresh request opened besides the track we want.
-        for t in fresh.get_tracks().iter() {
-            let t: MediaStreamTrack = t.unchecked_into();
-            if t.id() != new_track.id() {
-                t.stop();
-            }
-        }
+        let Some(new_track) = fresh.get_tracks().get(0).dyn_into::<MediaStreamTrack>().ok() else { return };
         let old = if wants_video { local.get_video_tracks() } else { local.get_audio_tracks() };
         for t in old.iter() {
             let t: MediaStreamTrack = t.unchecked_into();

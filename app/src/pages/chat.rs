@@ -561,45 +561,60 @@ fn Controls() -> impl IntoView {
     }
 }
 
-/// Camera and microphone choice (labels appear once permission is granted).
+/// Camera and microphone choice, showing the devices in use (labels appear once
+/// permission is granted).
 #[component]
 fn DevicePicker() -> impl IntoView {
     #[allow(unused_variables)]
     let engine = Engine::expect();
     let devices = RwSignal::new(Vec::<(String, String, String)>::new());
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        engine.media_rev.track();
-        leptos::task::spawn_local(async move {
-            devices.set(crate::engine::media::devices().await);
+    {
+        use crate::engine::media;
+        let refresh = move || leptos::task::spawn_local(async move { devices.set(media::devices().await) });
+        // Labels appear with permission (a media change); devices come and go.
+        Effect::new(move |_| {
+            engine.media_rev.track();
+            refresh();
         });
-    });
+        let watch = StoredValue::new_local(Some(media::watch_devices(refresh)));
+        on_cleanup(move || drop(watch.try_update_value(Option::take)));
+    }
     let picker = move |kind: &'static str, label: &'static str| {
+        #[cfg(feature = "hydrate")]
+        let active = move || {
+            engine.media_rev.track();
+            crate::engine::media::active_device(kind)
+        };
+        #[cfg(not(feature = "hydrate"))]
+        let active = || None::<String>;
         view! {
-            <label class="sr-only" for=format!("pick-{kind}")>{label}</label>
-            <select
-                id=format!("pick-{kind}")
-                class="max-w-40 border-2 border-ink bg-paper px-2 py-2 text-sm rounded-sm focus-ring"
-                on:change=move |ev| {
-                    let id = event_target_value(&ev);
-                    #[cfg(feature = "hydrate")]
-                    crate::engine::media::switch_device(engine, kind, id);
-                    #[cfg(not(feature = "hydrate"))]
-                    let _ = id;
-                }
-            >
-                {move || devices.get().into_iter().filter(|(k, _, _)| k == kind).enumerate().map(|(i, (_, id, name))| {
-                    let name = if name.is_empty() { format!("{label} {}", i + 1) } else { name };
-                    view! { <option value=id>{name}</option> }
-                }).collect_view()}
-            </select>
+            // Only when there is a choice of this kind.
+            <Show when=move || devices.with(|d| d.iter().filter(|(k, _, _)| k == kind).count() > 1)>
+                <label class="sr-only" for=format!("pick-{kind}")>{label}</label>
+                <select
+                    id=format!("pick-{kind}")
+                    class="max-w-40 border-2 border-ink bg-paper px-2 py-2 text-sm rounded-sm focus-ring"
+                    on:change=move |ev| {
+                        let id = event_target_value(&ev);
+                        #[cfg(feature = "hydrate")]
+                        crate::engine::media::switch_device(engine, kind, id);
+                        #[cfg(not(feature = "hydrate"))]
+                        let _ = id;
+                    }
+                >
+                    {move || devices.get().into_iter().filter(|(k, _, _)| k == kind).enumerate().map(|(i, (_, id, name))| {
+                        let name = if name.is_empty() { format!("{label} {}", i + 1) } else { name };
+                        let this = id.clone();
+                        view! { <option value=id prop:selected=move || active().as_deref() == Some(this.as_str())>{name}</option> }
+                    }).collect_view()}
+                </select>
+            </Show>
         }
     };
     view! {
-        <Show when=move || devices.with(|d| d.len() > 2)>
-            {picker("videoinput", "Camera")}
-            {picker("audioinput", "Microphone")}
-        </Show>
+        {picker("videoinput", "Camera")}
+        {picker("audioinput", "Microphone")}
     }
 }
 
