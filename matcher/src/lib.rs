@@ -154,10 +154,15 @@ impl Matcher {
     /// original time to keep a place), replacing any ticket of the same session, and
     /// pairs whatever is compatible at `now`.
     pub fn insert(&mut self, ticket: Ticket, since: Millis, now: Millis) -> Vec<Pair> {
-        self.remove(ticket.session);
         let session = ticket.session;
-        let key = (since, self.seq);
-        self.seq += 1;
+        // A ticket replaced in place (same `since`) keeps its arrival order too, so
+        // tickets enqueued in the same millisecond keep their order.
+        let kept = self.index.get(&session).filter(|(_, key)| key.0 == since).map(|&(_, key)| key);
+        self.remove(session);
+        let key = kept.unwrap_or_else(|| {
+            self.seq += 1;
+            (since, self.seq - 1)
+        });
         self.add_deadlines(&ticket, since, now);
         self.index.insert(session, (ticket.mode, key));
         self.pools.entry(ticket.mode).or_default().insert(key, Waiting { ticket, since });
@@ -445,6 +450,24 @@ mod tests {
         m.insert(w.ticket, w.since, 2);
         let pairs = m.insert(ticket(3, Mode::Text, &["a", "b"]), 3, 3);
         assert_eq!(pairs[0].first, sid(1), "1 kept its original place ahead of 2");
+    }
+
+    #[test]
+    fn a_ticket_replaced_in_place_keeps_its_arrival_order() {
+        let mut m = matcher();
+        // Same millisecond: arrival decides who waited longer.
+        let apart = |n: u128, other: u128| Ticket {
+            avoid: vec![Avoid { session: sid(other), until: None }],
+            ..ticket(n, Mode::Text, &[])
+        };
+        m.insert(apart(1, 2), 7, 7);
+        m.insert(apart(2, 1), 7, 7);
+        // 2's ticket is renewed, then 1's: neither moves ahead of the other.
+        m.insert(apart(2, 1), 7, 8);
+        m.insert(apart(1, 2), 7, 8);
+        let pairs = m.insert(ticket(3, Mode::Text, &[]), 9, 9);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!((pairs[0].first, pairs[0].second), (sid(1), sid(3)));
     }
 
     #[test]
