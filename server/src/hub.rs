@@ -80,7 +80,8 @@ pub struct HubStats {
     pub in_match: usize,
     pub grace_timers: usize,
     pub buffered_signals: usize,
-    pub reports: usize,
+    /// Reports counted so far, over all reported addresses.
+    pub reports: u64,
 }
 
 impl HubStats {
@@ -184,6 +185,12 @@ struct Session {
     /// Sessions not to be paired with: cooldowns after next/stop, blocks forever.
     avoid: Vec<Avoid>,
     last_match: Option<PastMatch>,
+    /// Matches this session has reported (at most its current and last): one report
+    /// per match counts, however often it is sent.
+    reported: Vec<MatchId>,
+    /// A `peer_left` that could not be delivered because the socket was down; sent
+    /// when the session resumes.
+    missed_left: Option<(MatchId, LeftReason)>,
 }
 
 struct Hub {
@@ -306,7 +313,7 @@ impl Hub {
             in_match,
             grace_timers: self.grace.len(),
             buffered_signals,
-            reports: self.reports.len(),
+            reports: self.reports.values().map(|&n| u64::from(n)).sum(),
         }
     }
 
@@ -379,6 +386,8 @@ impl Hub {
                         state: State::Idle,
                         avoid: Vec::new(),
                         last_match: None,
+                        reported: Vec::new(),
+                        missed_left: None,
                     },
                 );
                 sid
@@ -405,16 +414,22 @@ impl Hub {
         self.sockets.insert(conn.id, sid);
         let session = self.sessions.get_mut(&sid).expect("a token maps to a live session");
         session.ip = conn.ip;
-        if let Some(old) = session.conn.replace(conn) {
+        let replaced = session.conn.replace(conn);
+        if let Some(old) = &replaced {
             self.sockets.remove(&old.id);
             old.close(close::REPLACED, "replaced by a newer connection");
         }
-        if let Some(t) = session.grace_until.take() {
+        let returned = session.grace_until.take();
+        if let Some(t) = returned {
             self.grace.remove(&(t, sid));
-            if let State::Matched(side) = &session.state {
-                let (peer, id) = (side.peer, side.id);
-                self.send(peer, &ServerMsg::PeerResumed { match_id: id });
-            }
+        }
+        // Either way the session's client starts a new peer connection (see `restore`),
+        // so the peer must negotiate again.
+        if (replaced.is_some() || returned.is_some())
+            && let State::Matched(side) = &session.state
+        {
+            let (peer, id) = (side.peer, side.id);
+            self.send(peer, &ServerMsg::PeerResumed { match_id: id });
         }
     }
 
@@ -422,8 +437,13 @@ impl Hub {
     fn restore(&mut self, sid: SessionId) {
         let now = self.now_ms();
         let session = self.sessions.get_mut(&sid).expect("restoring a live session");
+        let missed_left = session.missed_left.take();
         match &mut session.state {
-            State::Idle => {}
+            State::Idle => {
+                if let Some((match_id, reason)) = missed_left {
+                    self.send(sid, &ServerMsg::PeerLeft { match_id, reason });
+                }
+            }
             State::Queued { since } => {
                 let since = *since;
                 let prefs = session.prefs.clone().expect("a queued session has preferences");
@@ -527,6 +547,10 @@ impl Hub {
             State::Matched(_) => {
                 return self.error(sid, ErrorCode::NotAllowed, "already in a match: send next or stop first", None);
             }
+            // The same preferences again change nothing: no new search of the pool.
+            State::Queued { .. } if session.prefs.as_ref() == Some(&prefs) => {
+                return self.send(sid, &ServerMsg::Queued { mode: prefs.mode });
+            }
             State::Queued { since } => since,
             State::Idle => now,
         };
@@ -621,7 +645,11 @@ impl Hub {
             peer.state = State::Idle;
             self.chatting -= 1;
             self.set_ended(side.peer, PastMatch { id: side.id, peer: sid, peer_ip: my_ip }, cooldown);
-            self.send(side.peer, &ServerMsg::PeerLeft { match_id: side.id, reason });
+            if !self.send_frame(side.peer, ServerMsg::PeerLeft { match_id: side.id, reason }.to_json().into()) {
+                // Away within its grace period: tell it when it comes back.
+                let peer = self.sessions.get_mut(&side.peer).expect("checked above");
+                peer.missed_left = Some((side.id, reason));
+            }
         }
         self.chatting -= 1;
         let label = match (reason, cooldown) {
@@ -755,9 +783,10 @@ impl Hub {
         self.enqueue(sid, now, now);
     }
 
+    /// Leaves the match or the queue. Unlike `next`, no cooldown: rule 5 of the
+    /// protocol keeps apart only sessions that skipped each other.
     fn stop(&mut self, sid: SessionId) {
-        let cooldown = self.cooldown_until();
-        self.end_match(sid, LeftReason::Stopped, cooldown);
+        self.end_match(sid, LeftReason::Stopped, None);
         self.matcher.remove(sid);
         if let Some(session) = self.sessions.get_mut(&sid) {
             session.state = State::Idle;
@@ -784,8 +813,17 @@ impl Hub {
         let Some((peer, peer_ip, _)) = self.named_match(sid, match_id) else {
             return;
         };
+        let session = self.sessions.get_mut(&sid).expect("named_match found the session");
+        if session.reported.contains(&match_id) {
+            return;
+        }
+        // Only the current and the last match can be reported: two entries suffice.
+        if session.reported.len() == 2 {
+            session.reported.remove(0);
+        }
+        session.reported.push(match_id);
         let count = self.reports.entry(peer_ip).or_default();
-        *count += 1;
+        *count = count.saturating_add(1);
         metrics::counter!(m::REPORTS).increment(1);
         tracing::info!(reporter = %sid, reported = %peer, ?reason, reports = *count, "report");
     }
@@ -797,9 +835,15 @@ impl Hub {
         if current {
             self.end_match(sid, LeftReason::Skipped, Some(None));
         } else {
+            let now = self.now_ms();
             for (a, b) in [(sid, peer), (peer, sid)] {
-                if let Some(s) = self.sessions.get_mut(&a) {
-                    add_avoid(&mut s.avoid, b, None);
+                let Some(s) = self.sessions.get_mut(&a) else { continue };
+                add_avoid(&mut s.avoid, b, None);
+                // A waiting ticket carries a copy of the avoid list: renew it in place.
+                if let State::Queued { since } = s.state
+                    && self.matcher.contains(a)
+                {
+                    self.enqueue(a, since, now);
                 }
             }
         }

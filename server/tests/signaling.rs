@@ -284,6 +284,8 @@ async fn a_second_socket_replaces_the_first_with_close_4001() {
     assert!(a2.resumed);
     assert_eq!(a.expect_close().await, close::REPLACED);
     assert_eq!(a2.matched().await.id, id);
+    // The new tab builds a new peer connection: the peer is told to negotiate again.
+    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id });
     b.expect_silence(Duration::from_millis(200)).await;
     assert_eq!(server.stats().await.live_sockets, 2, "never two sockets for one session");
     a2.send(&ClientMsg::Chat { match_id: id, text: "new tab".into() }).await;
@@ -412,11 +414,71 @@ async fn reports_are_counted_for_the_current_or_last_match() {
     server.wait_stats(|s| s.reports == 1).await;
     b.send(&ClientMsg::Next).await;
     assert_eq!(b.recv().await, ServerMsg::Queued { mode: Mode::Video });
-    // The stranger skipped first: the report still lands.
-    a.send(&ClientMsg::Report { match_id: id, reason: ReportReason::Harassment }).await;
-    a.send(&ClientMsg::Report { match_id: MatchId(uuid::Uuid::from_u128(3)), reason: ReportReason::Other }).await;
     assert!(matches!(a.recv().await, ServerMsg::PeerLeft { .. }));
+    // The stranger skipped first: the other side's report still lands.
+    b.send(&ClientMsg::Report { match_id: id, reason: ReportReason::Harassment }).await;
+    server.wait_stats(|s| s.reports == 2).await;
+    // One report per reporter and match, however often it is sent.
+    for _ in 0..20 {
+        a.send(&ClientMsg::Report { match_id: id, reason: ReportReason::Harassment }).await;
+    }
+    a.send(&ClientMsg::Report { match_id: MatchId(uuid::Uuid::from_u128(3)), reason: ReportReason::Other }).await;
     assert!(matches!(a.recv().await, ServerMsg::Error { code: ErrorCode::StaleMatch, .. }));
+    assert_eq!(server.stats().await.reports, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn blocking_an_earlier_match_holds_while_both_wait() {
+    let server = TestServer::start(config()).await;
+    let (mut a, mut b, id) = matched_pair(&server).await;
+    b.send(&ClientMsg::Next).await;
+    assert_eq!(b.recv().await, ServerMsg::Queued { mode: Mode::Video });
+    assert!(matches!(a.recv().await, ServerMsg::PeerLeft { .. }));
+    a.send(&ClientMsg::Next).await;
+    assert_eq!(a.recv().await, ServerMsg::Queued { mode: Mode::Video });
+    // Both wait out the cooldown; a blocks the match that just ended.
+    a.send(&ClientMsg::Block { match_id: id }).await;
+    a.expect_silence(Duration::from_millis(100)).await;
+    skip(Duration::from_secs(600)).await;
+    a.expect_silence(Duration::from_millis(200)).await;
+    b.expect_silence(Duration::from_millis(50)).await;
+    assert_eq!(server.stats().await.waiting, 2);
+    let mut c = server.client().await;
+    c.join(Mode::Video, &[]).await;
+    let mc = c.matched().await;
+    assert_eq!(mc.id, b.matched().await.id, "b waited longest");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_left_while_away_is_told_on_resume() {
+    let server = TestServer::start(config()).await;
+    let (a, mut b, id) = matched_pair(&server).await;
+    let token = a.token.clone();
+    a.drop_connection();
+    assert_eq!(b.recv().await, ServerMsg::PeerReconnecting { match_id: id });
+    b.send(&ClientMsg::Next).await;
+    assert_eq!(b.recv().await, ServerMsg::Queued { mode: Mode::Video });
+    let mut a = server.resume(&token).await;
+    assert!(a.resumed);
+    assert_eq!(a.recv().await, ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
+    a.expect_silence(Duration::from_millis(100)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stop_sets_no_cooldown() {
+    let server = TestServer::start(config()).await;
+    let (mut a, mut b, id) = matched_pair(&server).await;
+    a.send(&ClientMsg::Stop).await;
+    assert_eq!(b.recv().await, ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Stopped });
+    // Only `next` keeps two people apart (rule 5): after a stop they may meet again.
+    a.join(Mode::Video, &[]).await;
+    b.join(Mode::Video, &[]).await;
+    let again = a.matched().await.id;
+    assert_ne!(again, id);
+    assert_eq!(b.matched().await.id, again);
     server.stop().await;
 }
 
