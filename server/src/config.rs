@@ -45,7 +45,7 @@ pub struct Config {
 
     /// The secret shared with coturn (`static-auth-secret`), at least 16 characters.
     /// Never sent to browsers or logged. Prefer the environment variable over the flag.
-    #[arg(long, env = "LETSMEET_TURN_SECRET", hide_env_values = true)]
+    #[arg(long, env = "LETSMEET_TURN_SECRET", hide_env_values = true, value_parser = TurnSecretParser)]
     pub turn_secret: Option<crate::ice::TurnSecret>,
 
     /// Seconds a TURN credential stays valid (a fresh one comes with every match).
@@ -60,7 +60,7 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_INTEREST_FALLBACK_SECS", default_value_t = 5.0, value_parser = non_negative_secs)]
     pub interest_fallback_secs: f64,
 
-    /// Seconds two sessions whose match ended by next/stop are kept apart.
+    /// Seconds two sessions whose match ended by `next` are kept apart (`block`: forever).
     #[arg(long, env = "LETSMEET_REMATCH_COOLDOWN_SECS", default_value_t = 60.0, value_parser = non_negative_secs)]
     pub rematch_cooldown_secs: f64,
 
@@ -120,6 +120,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Parses the TURN secret without ever echoing it: clap's usual "invalid value"
+/// message would print the rejected secret to the terminal and the service's logs.
+#[derive(Clone, Copy, Debug)]
+struct TurnSecretParser;
+
+impl clap::builder::TypedValueParser for TurnSecretParser {
+    type Value = crate::ice::TurnSecret;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        value.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                "the TURN secret must be UTF-8 with at least 16 characters (the value is not shown)\n",
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v = non_negative_secs(s)?;
     if v == 0.0 { Err("must be greater than 0".into()) } else { Ok(v) }
@@ -151,7 +175,8 @@ impl Config {
         Duration::from_secs_f64(self.rematch_cooldown_secs)
     }
 
+    /// At least 30 ms, so that the ping interval (a third of it) is never zero.
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.idle_timeout_secs)
+        Duration::from_secs_f64(self.idle_timeout_secs).max(Duration::from_millis(30))
     }
 }

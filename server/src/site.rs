@@ -109,6 +109,8 @@ async fn healthz(State(state): State<WsState>) -> impl IntoResponse {
             "status": "ok",
             "connections": state.limits.total(),
             "sessions": stats.sessions,
+            "waiting": stats.waiting,
+            "in_match": stats.in_match,
         }))
         .into_response(),
         Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response(),
