@@ -6,7 +6,7 @@
 //!   server's resident memory per connection (from /proc, given its PID).
 //! - `churn`: C users loop join → matched → ready → offer/answer (~4 KB SDP) → 6 ICE
 //!   candidates each way → 3 chat lines each way → next, for D seconds; matches per
-//!   second, join→matched and relay latency percentiles, errors, server CPU per
+//!   second, join→matched, signal relay and chat relay latency percentiles, errors, server CPU per
 //!   1,000 matches, and cross-talk violations (must be zero).
 //! - `burst`: N users join at once; time until all are matched.
 //!
@@ -62,6 +62,10 @@ enum Scenario {
         /// (0: as fast as possible, i.e. a saturation test).
         #[arg(long, default_value_t = 0)]
         think_ms: u64,
+        /// Each user picks 0 to this many interests out of 20 topics (0: none, which
+        /// measures matching without anyone holding out for a shared interest).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=10))]
+        max_interests: u8,
     },
     /// Everyone joins at once.
     Burst {
@@ -111,15 +115,19 @@ async fn main() -> anyhow::Result<()> {
             let sources: Vec<IpAddr> = (1..=sources).map(|i| IpAddr::from([127, 0, 0, i])).collect();
             scenarios::idle(&cli.url, target, connections, &sources, hold.min(MAX_SECONDS), server).await?
         }
-        Scenario::Churn { users, seconds, think_ms } => {
+        Scenario::Churn { users, seconds, think_ms, max_interests } => {
             check(users)?;
             if seconds == 0 || seconds > MAX_SECONDS {
                 bail!("between 1 and {MAX_SECONDS} seconds, please");
             }
-            scenarios::churn(&cli.url, target, users, seconds, think_ms.min(60_000), server).await?
+            scenarios::churn(&cli.url, target, users, seconds, think_ms.min(60_000), max_interests.into(), server)
+                .await?
         }
         Scenario::Burst { users } => {
             check(users)?;
+            if users % 2 == 1 {
+                bail!("burst needs an even number of users: an odd one out would never be matched");
+            }
             scenarios::burst(&cli.url, target, users, server).await?
         }
     };

@@ -145,7 +145,10 @@ struct Shared {
     errors: u64,
     stale: u64,
     join_to_match: Option<Histogram<u64>>,
-    relay: Option<Histogram<u64>>,
+    /// Offer/answer/candidate relay latency (µs), from the timestamp in the payload.
+    signal: Option<Histogram<u64>>,
+    /// Chat line relay latency (µs).
+    chat: Option<Histogram<u64>>,
 }
 
 /// Microseconds since the run's epoch, carried in payloads to time relays.
@@ -177,11 +180,13 @@ pub async fn churn(
     users: usize,
     seconds: u64,
     think_ms: u64,
+    max_interests: usize,
     server: Option<Process>,
 ) -> anyhow::Result<Report> {
     let shared = Arc::new(Mutex::new(Shared {
         join_to_match: Some(histogram()),
-        relay: Some(histogram()),
+        signal: Some(histogram()),
+        chat: Some(histogram()),
         ..Shared::default()
     }));
     let mut clients = Vec::with_capacity(users);
@@ -196,7 +201,8 @@ pub async fn churn(
         .enumerate()
         .map(|(i, c)| {
             let shared = shared.clone();
-            tokio::spawn(async move { churn_user(c, i as u64, epoch, deadline, think_ms, shared).await })
+            let user = User { seed: i as u64, think_ms, max_interests };
+            tokio::spawn(async move { churn_user(c, user, epoch, deadline, shared).await })
         })
         .collect();
     for t in tasks {
@@ -215,12 +221,14 @@ pub async fn churn(
     let mut report = Report::new("churn");
     report.add("users", "users", json!(users), users.to_string());
     report.add("think_ms", "think time per match", json!(think_ms), format!("{think_ms} ms"));
+    report.add("max_interests", "interests per user", json!(max_interests), format!("0–{max_interests}"));
     report.add("seconds", "duration", json!(elapsed), format!("{elapsed:.1} s"));
     report.add("matches", "matches", json!(matches), matches.to_string());
     let rate = matches as f64 / elapsed;
     report.add("matches_per_sec", "matches per second", json!(rate), format!("{rate:.0}"));
     add_percentiles(&mut report, "join_to_matched", "join → matched", s.join_to_match.as_ref().expect("set"));
-    add_percentiles(&mut report, "relay", "signal/chat relay", s.relay.as_ref().expect("set"));
+    add_percentiles(&mut report, "signal_relay", "signal relay", s.signal.as_ref().expect("set"));
+    add_percentiles(&mut report, "chat_relay", "chat relay", s.chat.as_ref().expect("set"));
     if let Some(cpu) = cpu {
         let per_k = if matches > 0 { cpu / matches as f64 * 1000.0 } else { 0.0 };
         report.add("server_cpu_seconds", "server CPU", json!(cpu), format!("{cpu:.2} s"));
@@ -239,17 +247,26 @@ pub async fn churn(
     Ok(report)
 }
 
+/// One churning user's settings.
+#[derive(Clone, Copy)]
+struct User {
+    seed: u64,
+    think_ms: u64,
+    /// The user picks 0 to this many interests out of [`TOPICS`].
+    max_interests: usize,
+}
+
 async fn churn_user(
     mut c: Client,
-    seed: u64,
+    user: User,
     epoch: Instant,
     deadline: tokio::time::Instant,
-    think_ms: u64,
     shared: Arc<Mutex<Shared>>,
 ) -> anyhow::Result<()> {
+    let User { seed, think_ms, max_interests } = user;
     let me = c.session;
     let mut rng = Lcg(seed.wrapping_mul(7919) + 17);
-    let n = (rng.next() % 4) as usize;
+    let n = (rng.next() % (max_interests as u64 + 1)) as usize;
     let interests: Vec<String> = (0..n).map(|_| TOPICS[rng.next() as usize % TOPICS.len()].to_string()).collect();
     if think_ms > 0 {
         // Arrive spread over one think time rather than all at once.
@@ -267,19 +284,21 @@ async fn churn_user(
             Err(_) => break,
             Ok(msg) => msg?,
         };
-        let check = |shared: &mut Shared, match_id: MatchId, current: Option<(MatchId, Role)>, text: &str| {
-            let ok_match = current.is_some_and(|(id, _)| id == match_id);
-            let marks = parse_marks(text);
-            let ok_sender = marks.is_some_and(|(from, _)| {
-                from != me && shared.members.get(&match_id).is_some_and(|m| m.contains(&from))
-            });
-            if !ok_match || !ok_sender {
-                shared.violations += 1;
-            }
-            if let Some((_, ts)) = marks {
-                let _ = shared.relay.as_mut().expect("set").record(stamp(epoch).saturating_sub(ts).max(1));
-            }
-        };
+        let check =
+            |shared: &mut Shared, match_id: MatchId, current: Option<(MatchId, Role)>, text: &str, chat: bool| {
+                let ok_match = current.is_some_and(|(id, _)| id == match_id);
+                let marks = parse_marks(text);
+                let ok_sender = marks.is_some_and(|(from, _)| {
+                    from != me && shared.members.get(&match_id).is_some_and(|m| m.contains(&from))
+                });
+                if !ok_match || !ok_sender {
+                    shared.violations += 1;
+                }
+                if let Some((_, ts)) = marks {
+                    let h = if chat { &mut shared.chat } else { &mut shared.signal };
+                    let _ = h.as_mut().expect("set").record(stamp(epoch).saturating_sub(ts).max(1));
+                }
+            };
         match msg {
             ServerMsg::Matched { match_id, role, .. } => {
                 {
@@ -307,7 +326,7 @@ async fn churn_user(
                     SignalPayload::Candidate { candidate, .. } => candidate.clone(),
                     SignalPayload::EndOfCandidates => String::new(),
                 };
-                check(&mut shared.lock().expect("no panics while locked"), match_id, current, &text);
+                check(&mut shared.lock().expect("no panics while locked"), match_id, current, &text, false);
                 received += 1;
                 let first = matches!(payload, SignalPayload::Offer { .. } | SignalPayload::Answer { .. });
                 if first && !sent_all {
@@ -337,7 +356,7 @@ async fn churn_user(
                 }
             }
             ServerMsg::Chat { match_id, text } => {
-                check(&mut shared.lock().expect("no panics while locked"), match_id, current, &text);
+                check(&mut shared.lock().expect("no panics while locked"), match_id, current, &text, true);
                 received += 1;
             }
             ServerMsg::PeerLeft { .. } => {
