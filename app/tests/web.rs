@@ -36,6 +36,7 @@ fn chips(root: &HtmlElement) -> Vec<String> {
     (0..list.length()).map(|i| list.item(i).unwrap().text_content().unwrap()).collect()
 }
 
+/// Waits `ms` milliseconds of real time, for the page's timers.
 async fn sleep(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
@@ -48,6 +49,7 @@ async fn settle() {
     Executor::tick().await;
 }
 
+/// Presses Esc on the page (the chat screen listens on the window).
 fn press_escape() {
     let init = KeyboardEventInit::new();
     init.set_key("Escape");
