@@ -22,12 +22,13 @@ export function freePort() {
 
 /**
  * Runs `target/release/server` (or $LETSMEET_SERVER_BIN) serving `target/site`.
- * Extra flags go in `args`. Resolves once /healthz answers.
+ * Extra flags go in `args`; `port` restarts a server where an earlier one ran.
+ * Resolves once /healthz answers.
  */
-export async function startServer({ args = [], env = {} } = {}) {
+export async function startServer({ args = [], env = {}, port: fixedPort } = {}) {
   const bin = process.env.LETSMEET_SERVER_BIN ?? path.join(root, 'target', 'release', 'server');
   if (!existsSync(bin)) throw new Error(`${bin} is missing: build the site first (cargo leptos build --release)`);
-  const port = await freePort();
+  const port = fixedPort ?? await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, ...args], {
     cwd: root,
