@@ -89,6 +89,9 @@ test('two video users see each other, chat, skip, stop and survive a reload', as
   assert.ok((await inboundKbps(b.page)) > 0, 'b receives RTP');
   assert.match(await a.page.textContent('[data-testid="conn-badge"]'), /^\s*direct/);
   await a.page.screenshot({ path: path.join(resultsDir, 'video-connected.png') });
+  await a.page.setViewportSize({ width: 375, height: 740 });
+  await a.page.screenshot({ path: path.join(resultsDir, 'video-chat-mobile.png') });
+  await a.page.setViewportSize({ width: 1280, height: 800 });
 
   // Chat both ways, with the typing indicator.
   await a.page.fill('#message', 'hel');

@@ -63,7 +63,7 @@ pub fn Landing() -> impl IntoView {
                 <OnlineBadge />
             </header>
             <Notice class="mx-auto w-full max-w-5xl px-5" />
-            <main class="mx-auto grid w-full max-w-5xl flex-1 gap-10 px-5 pb-16 pt-6 md:grid-cols-[1.1fr_1fr] md:items-start md:pt-12">
+            <main class="mx-auto grid w-full max-w-5xl flex-1 gap-10 px-5 pb-16 pt-6 md:grid-cols-[1.1fr_1fr] md:grid-rows-[auto_1fr] md:items-start md:pt-12">
                 <section>
                     <h1 class="font-display text-5xl font-black leading-[1.05] tracking-tight sm:text-6xl">
                         "Talk to "
@@ -76,16 +76,8 @@ pub fn Landing() -> impl IntoView {
                         "Random video or text chat with someone new, in seconds. No account, no name. "
                         "Your video goes straight to the other person, never through our servers."
                     </p>
-                    <aside class="mt-8 border-2 border-ink bg-yellow/40 p-4 text-sm leading-relaxed rounded-sm shadow-hard-sm">
-                        <h2 class="font-display text-base font-extrabold">"Stay safe"</h2>
-                        <ul class="mt-2 list-disc space-y-1 pl-5">
-                            <li>"You must be 18 or older."</li>
-                            <li>"Strangers see whatever your camera shows. Don't share your name, address or accounts."</li>
-                            <li>"Skip anyone who makes you uncomfortable, and report people who break the rules."</li>
-                        </ul>
-                    </aside>
                 </section>
-                <form class="panel space-y-7" aria-labelledby="setup-title" on:submit=start>
+                <form class="panel space-y-7 md:col-start-2 md:row-span-2 md:row-start-1" aria-labelledby="setup-title" on:submit=start>
                     <h2 id="setup-title" class="sr-only">"Chat settings"</h2>
                     <ModePicker mode />
                     <InterestsInput interests />
@@ -164,6 +156,14 @@ pub fn Landing() -> impl IntoView {
                         _ => None,
                     }}
                 </form>
+                <aside class="border-2 border-ink bg-yellow/40 p-4 text-sm leading-relaxed rounded-sm shadow-hard-sm md:col-start-1 md:row-start-2">
+                    <h2 class="font-display text-base font-extrabold">"Stay safe"</h2>
+                    <ul class="mt-2 list-disc space-y-1 pl-5">
+                        <li>"You must be 18 or older."</li>
+                        <li>"Strangers see whatever your camera shows. Don't share your name, address or accounts."</li>
+                        <li>"Skip anyone who makes you uncomfortable, and report people who break the rules."</li>
+                    </ul>
+                </aside>
             </main>
             <footer class="border-t-2 border-ink px-5 py-4 text-center text-sm opacity-80">
                 "Let'sMeet · peer-to-peer, anonymous, open source"
