@@ -92,6 +92,10 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_OUTBOX", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbox: u32,
 
+    /// Bytes queued for one socket before it counts as not reading and is closed.
+    #[arg(long, env = "LETSMEET_OUTBOX_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbox_bytes: u32,
+
     /// Signals held for a peer that has not sent `ready` yet (count).
     #[arg(long, env = "LETSMEET_SIGNAL_BUFFER", default_value_t = 64)]
     pub signal_buffer: usize,

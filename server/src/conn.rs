@@ -2,6 +2,8 @@
 
 use axum::extract::ws::Utf8Bytes;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +27,11 @@ pub struct Conn {
     pub ip: IpAddr,
     tx: mpsc::Sender<Outbound>,
     kill: CancellationToken,
+    /// Bytes of frames queued and not yet taken by the writer (shared with it).
+    queued: Arc<AtomicUsize>,
+    /// Most bytes that may be queued: the count bound alone would let a client that
+    /// does not read hold `outbox` × the largest frame.
+    max_queued: usize,
 }
 
 /// Why a frame could not be queued.
@@ -37,21 +44,47 @@ pub enum SendError {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, ip: IpAddr, tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> Self {
-        Self { id, ip, tx, kill }
+    /// A handle on the socket whose writer drains `tx` and reports what it took
+    /// through `queued` (see [`Conn::taken`]).
+    pub fn new(
+        id: ConnId,
+        ip: IpAddr,
+        tx: mpsc::Sender<Outbound>,
+        kill: CancellationToken,
+        queued: Arc<AtomicUsize>,
+        max_queued: usize,
+    ) -> Self {
+        Self { id, ip, tx, kill, queued, max_queued }
     }
 
-    /// Queues a frame without waiting. A full outbox means the client is not reading
-    /// its messages: rather than let memory grow, the socket is closed.
+    /// Queues a frame without waiting. A full outbox (in frames or bytes) means the
+    /// client is not reading its messages: rather than let memory grow, the socket is
+    /// closed.
     pub fn send(&self, frame: Utf8Bytes) -> Result<(), SendError> {
+        let len = frame.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.max_queued {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.kill.cancel();
+            return Err(SendError::Full);
+        }
         match self.tx.try_send(Outbound::Frame(frame)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.cancel();
-                Err(SendError::Full)
+            Err(e) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Closed(_) => Err(SendError::Closed),
+                    mpsc::error::TrySendError::Full(_) => {
+                        self.kill.cancel();
+                        Err(SendError::Full)
+                    }
+                }
             }
         }
+    }
+
+    /// The writer took a frame of `len` bytes off the outbox.
+    pub fn taken(queued: &AtomicUsize, len: usize) {
+        queued.fetch_sub(len, Ordering::Relaxed);
     }
 
     /// Asks the writer to close the socket with `code` after what is already queued.

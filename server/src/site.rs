@@ -50,6 +50,11 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
     if !config.turn_urls.is_empty() && config.turn_secret.is_none() {
         anyhow::bail!("--turn-urls needs --turn-secret (or LETSMEET_TURN_SECRET): TURN without credentials is useless");
     }
+    if (config.outbox_bytes as usize) < config.max_frame_bytes {
+        anyhow::bail!(
+            "--outbox-bytes must be at least --max-frame-bytes, or a peer's largest message could never be delivered"
+        );
+    }
     let ice = IceConfig {
         stun_urls: config.stun_urls.clone(),
         turn_urls: config.turn_urls.clone(),
@@ -74,6 +79,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
             max_frame_bytes: config.max_frame_bytes,
             buffer_bytes: config.ws_buffer_bytes,
             outbox: config.outbox as usize,
+            outbox_bytes: config.outbox_bytes as usize,
             rate_per_sec: nonzero(config.rate_per_sec, "--rate-per-sec")?,
             rate_burst: nonzero(config.rate_burst, "--rate-burst")?,
             flood_strikes: config.flood_strikes,

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -51,6 +51,7 @@ pub struct WsSettings {
     pub max_frame_bytes: usize,
     pub buffer_bytes: usize,
     pub outbox: usize,
+    pub outbox_bytes: usize,
     pub rate_per_sec: NonZeroU32,
     pub rate_burst: NonZeroU32,
     pub flood_strikes: u32,
@@ -134,8 +135,9 @@ where
     let (tx, rx) = mpsc::channel(settings.outbox);
     let kill = CancellationToken::new();
     let id = ConnId(state.next_id.fetch_add(1, Ordering::Relaxed));
-    let conn = Conn::new(id, ip, tx, kill.clone());
-    let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), settings.idle_timeout / 3));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let conn = Conn::new(id, ip, tx, kill.clone(), queued.clone(), settings.outbox_bytes);
+    let writer = tokio::spawn(write_loop(sink, rx, queued, kill.clone(), settings.idle_timeout / 3));
     if state.hub.send(Command::Connect { conn: conn.clone(), resume }).await.is_err() {
         conn.close(close::SERVICE_RESTART, "server restarting");
     } else {
@@ -296,8 +298,13 @@ impl Reader {
     }
 }
 
-async fn write_loop<S>(mut sink: S, mut rx: mpsc::Receiver<Outbound>, kill: CancellationToken, ping_every: Duration)
-where
+async fn write_loop<S>(
+    mut sink: S,
+    mut rx: mpsc::Receiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+    kill: CancellationToken,
+    ping_every: Duration,
+) where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -321,6 +328,7 @@ where
                 while let Some(out) = next.take() {
                     match out {
                         Outbound::Frame(text) => {
+                            Conn::taken(&queued, text.len());
                             if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(text))).await, Ok(Ok(()))) {
                                 ok = false;
                                 break;

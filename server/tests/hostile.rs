@@ -132,6 +132,23 @@ async fn connections_per_address_are_capped() {
 async fn a_client_that_does_not_read_is_disconnected_not_buffered() {
     let mut cfg = config();
     cfg.outbox = 16;
+    a_sleeper_is_dropped(cfg).await;
+}
+
+#[tokio::test]
+async fn the_outbox_is_bounded_in_bytes_too() {
+    let mut cfg = config();
+    cfg.outbox = 1_000_000;
+    cfg.outbox_bytes = 70_000;
+    let sent = a_sleeper_is_dropped(cfg).await;
+    // About 4 MB sit in loopback socket buffers before the outbox fills at all; by
+    // frame count alone the outbox would have taken every line (40 MB).
+    assert!(sent < 5_000, "the sleeper was dropped only after {sent} lines of 2 KB");
+}
+
+/// A matched client that never reads, fed chat lines by its peer, is disconnected.
+/// Returns how many lines its peer had sent when it learnt of the drop.
+async fn a_sleeper_is_dropped(mut cfg: server::Config) -> usize {
     cfg.rate_per_sec = 100_000;
     cfg.rate_burst = 100_000;
     let server = TestServer::start(cfg).await;
@@ -139,7 +156,7 @@ async fn a_client_that_does_not_read_is_disconnected_not_buffered() {
     // The sleeper never reads. Send far more than socket buffers hold.
     let line = "z".repeat(2_000);
     let talker_task = tokio::spawn(async move {
-        for _ in 0..20_000 {
+        for sent in 1..=20_000 {
             if talker
                 .ws
                 .send(Message::text(ClientMsg::Chat { match_id: id, text: line.clone() }.to_json()))
@@ -151,17 +168,17 @@ async fn a_client_that_does_not_read_is_disconnected_not_buffered() {
             if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::ZERO, talker.ws.next()).await
                 && matches!(ServerMsg::from_json(t.as_str()), Ok(ServerMsg::PeerReconnecting { .. }))
             {
-                return true;
+                return Some(sent);
             }
         }
-        false
+        None
     });
-    let saw_drop = talker_task.await.unwrap();
-    assert!(saw_drop, "the talker learns its peer's socket was dropped");
+    let sent = talker_task.await.unwrap().expect("the talker learns its peer's socket was dropped");
     let stats = server.wait_stats(|s| s.live_sockets == 1).await;
     assert_eq!(stats.sessions, 2, "the sleeper's session is kept for its grace period");
     drop(sleeper);
     server.stop().await;
+    sent
 }
 
 #[tokio::test]
