@@ -6,7 +6,8 @@
 //!   server's resident memory per connection (from /proc, given its PID).
 //! - `churn`: C users loop join → matched → ready → offer/answer (~4 KB SDP) → 6 ICE
 //!   candidates each way → 3 chat lines each way → next, for D seconds; matches per
-//!   second, join→matched, signal relay and chat relay latency percentiles, errors, server CPU per
+//!   second, join→matched (all, and the later joiner of each pair: the server's own
+//!   pairing time), signal relay and chat relay latency percentiles, errors, server CPU per
 //!   1,000 matches, and cross-talk violations (must be zero).
 //! - `burst`: N users join at once; time until all are matched.
 //!

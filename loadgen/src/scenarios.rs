@@ -145,6 +145,11 @@ struct Shared {
     errors: u64,
     stale: u64,
     join_to_match: Option<Histogram<u64>>,
+    /// Join → matched of the later joiner of each pair (µs): how long the server took
+    /// to pair two people once both were there, without the wait for a partner.
+    pairing: Option<Histogram<u64>>,
+    /// The first side's join → matched (µs) per match, until the second side reports.
+    first_wait: HashMap<MatchId, u64>,
     /// Offer/answer/candidate relay latency (µs), from the timestamp in the payload.
     signal: Option<Histogram<u64>>,
     /// Chat line relay latency (µs).
@@ -185,6 +190,7 @@ pub async fn churn(
 ) -> anyhow::Result<Report> {
     let shared = Arc::new(Mutex::new(Shared {
         join_to_match: Some(histogram()),
+        pairing: Some(histogram()),
         signal: Some(histogram()),
         chat: Some(histogram()),
         ..Shared::default()
@@ -227,6 +233,7 @@ pub async fn churn(
     let rate = matches as f64 / elapsed;
     report.add("matches_per_sec", "matches per second", json!(rate), format!("{rate:.0}"));
     add_percentiles(&mut report, "join_to_matched", "join → matched", s.join_to_match.as_ref().expect("set"));
+    add_percentiles(&mut report, "pairing", "join → matched, later joiner", s.pairing.as_ref().expect("set"));
     add_percentiles(&mut report, "signal_relay", "signal relay", s.signal.as_ref().expect("set"));
     add_percentiles(&mut report, "chat_relay", "chat relay", s.chat.as_ref().expect("set"));
     if let Some(cpu) = cpu {
@@ -304,7 +311,16 @@ async fn churn_user(
                 {
                     let mut s = shared.lock().expect("no panics while locked");
                     s.matched += 1;
-                    let _ = s.join_to_match.as_mut().expect("set").record((asked.elapsed().as_micros() as u64).max(1));
+                    let waited = (asked.elapsed().as_micros() as u64).max(1);
+                    let _ = s.join_to_match.as_mut().expect("set").record(waited);
+                    match s.first_wait.remove(&match_id) {
+                        Some(first) => {
+                            let _ = s.pairing.as_mut().expect("set").record(first.min(waited));
+                        }
+                        None => {
+                            s.first_wait.insert(match_id, waited);
+                        }
+                    }
                     let members = s.members.entry(match_id).or_default();
                     members.push(me);
                     if members.len() > 2 {
