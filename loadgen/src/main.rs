@@ -11,9 +11,11 @@
 //!   1,000 matches, and cross-talk violations (must be zero).
 //! - `burst`: N users join at once; time until all are matched.
 //!
-//! Output: a table for people and one JSON line per run for scripts.
+//! Output: a table for people and one JSON line per run for scripts; `churn --plot`
+//! also draws latency percentiles second by second as an SVG.
 
 mod client;
+mod plot;
 mod proc;
 mod scenarios;
 
@@ -67,6 +69,9 @@ enum Scenario {
         /// measures matching without anyone holding out for a shared interest).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=10))]
         max_interests: u8,
+        /// Also write an SVG plot of latency percentiles, second by second, here.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
     },
     /// Everyone joins at once.
     Burst {
@@ -116,13 +121,19 @@ async fn main() -> anyhow::Result<()> {
             let sources: Vec<IpAddr> = (1..=sources).map(|i| IpAddr::from([127, 0, 0, i])).collect();
             scenarios::idle(&cli.url, target, connections, &sources, hold.min(MAX_SECONDS), server).await?
         }
-        Scenario::Churn { users, seconds, think_ms, max_interests } => {
+        Scenario::Churn { users, seconds, think_ms, max_interests, plot } => {
             check(users)?;
             if seconds == 0 || seconds > MAX_SECONDS {
                 bail!("between 1 and {MAX_SECONDS} seconds, please");
             }
-            scenarios::churn(&cli.url, target, users, seconds, think_ms.min(60_000), max_interests.into(), server)
-                .await?
+            let options = scenarios::Churn {
+                users,
+                seconds,
+                think_ms: think_ms.min(60_000),
+                max_interests: max_interests.into(),
+                plot,
+            };
+            scenarios::churn(&cli.url, target, options, server).await?
         }
         Scenario::Burst { users } => {
             check(users)?;

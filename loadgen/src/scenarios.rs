@@ -75,6 +75,11 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Two significant digits: enough for a plot, and small enough to keep one per second.
+fn coarse_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+}
+
 /// `idle`: N connections that only receive `welcome` (and `online`).
 pub async fn idle(
     url: &str,
@@ -154,6 +159,33 @@ struct Shared {
     signal: Option<Histogram<u64>>,
     /// Chat line relay latency (µs).
     chat: Option<Histogram<u64>>,
+    /// Per second of the run: pairing, signal relay and chat relay latency (µs), for
+    /// the plot.
+    timeline: Vec<[Histogram<u64>; 3]>,
+}
+
+impl Shared {
+    /// Records `micros` under `series` (0 pairing, 1 signal, 2 chat) for the second
+    /// of the run it was measured in.
+    fn at_second(&mut self, epoch: Instant, series: usize, micros: u64) {
+        let second = epoch.elapsed().as_secs() as usize;
+        while self.timeline.len() <= second {
+            self.timeline.push(std::array::from_fn(|_| coarse_histogram()));
+        }
+        let _ = self.timeline[second][series].record(micros);
+    }
+}
+
+/// Options of the `churn` scenario.
+pub struct Churn {
+    pub users: usize,
+    pub seconds: u64,
+    /// Milliseconds a pair stays together after the exchange (0: saturation).
+    pub think_ms: u64,
+    /// Each user picks 0 to this many interests.
+    pub max_interests: usize,
+    /// Where to write an SVG of latency percentiles over the run.
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// Microseconds since the run's epoch, carried in payloads to time relays.
@@ -179,15 +211,8 @@ fn parse_marks(text: &str) -> Option<(SessionId, u64)> {
 }
 
 /// `churn`: every user loops through full matches for `seconds`.
-pub async fn churn(
-    url: &str,
-    target: SocketAddr,
-    users: usize,
-    seconds: u64,
-    think_ms: u64,
-    max_interests: usize,
-    server: Option<Process>,
-) -> anyhow::Result<Report> {
+pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option<Process>) -> anyhow::Result<Report> {
+    let Churn { users, seconds, think_ms, max_interests, plot } = options;
     let shared = Arc::new(Mutex::new(Shared {
         join_to_match: Some(histogram()),
         pairing: Some(histogram()),
@@ -251,6 +276,17 @@ pub async fn churn(
     report.add("violations", "cross-talk violations", json!(s.violations), s.violations.to_string());
     report.violations = s.violations;
     report.errors = s.errors;
+    if let Some(path) = plot {
+        let column = |i: usize| s.timeline.iter().map(|t| t[i].clone()).collect();
+        let series = [
+            crate::plot::Series { name: "pairing (later joiner)", per_second: column(0) },
+            crate::plot::Series { name: "signal relay", per_second: column(1) },
+            crate::plot::Series { name: "chat relay", per_second: column(2) },
+        ];
+        let title = format!("churn: {users} users, think {think_ms} ms, 0–{max_interests} interests");
+        crate::plot::svg(&path, &title, &series).with_context(|| format!("writing {}", path.display()))?;
+        report.add("plot", "plot", json!(path.display().to_string()), path.display().to_string());
+    }
     Ok(report)
 }
 
@@ -302,8 +338,10 @@ async fn churn_user(
                     shared.violations += 1;
                 }
                 if let Some((_, ts)) = marks {
+                    let micros = stamp(epoch).saturating_sub(ts).max(1);
                     let h = if chat { &mut shared.chat } else { &mut shared.signal };
-                    let _ = h.as_mut().expect("set").record(stamp(epoch).saturating_sub(ts).max(1));
+                    let _ = h.as_mut().expect("set").record(micros);
+                    shared.at_second(epoch, if chat { 2 } else { 1 }, micros);
                 }
             };
         match msg {
@@ -316,6 +354,7 @@ async fn churn_user(
                     match s.first_wait.remove(&match_id) {
                         Some(first) => {
                             let _ = s.pairing.as_mut().expect("set").record(first.min(waited));
+                            s.at_second(epoch, 0, first.min(waited));
                         }
                         None => {
                             s.first_wait.insert(match_id, waited);
