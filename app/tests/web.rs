@@ -303,6 +303,28 @@ mod state_machine {
     }
 
     #[wasm_bindgen_test]
+    fn a_match_that_races_a_stop_is_ignored_and_a_welcome_lifts_a_ban() {
+        let e = engine();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.stop();
+        // Paired just before our stop reached the server: that match is already over.
+        e.apply(matched(21, &[]));
+        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+        assert!(e.current.get_untracked().is_none());
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(22, &[]));
+        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        e.apply(ServerMsg::Banned { reason: "reports".into(), until: "2030-01-01T00:00:00Z".into() });
+        e.apply(matched(23, &[]));
+        assert!(matches!(e.phase.get_untracked(), Phase::Banned { .. }), "no match while banned");
+        // Welcomed again later: the ban is over.
+        e.apply(welcome(false));
+        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+        assert!(e.can_act());
+    }
+
+    #[wasm_bindgen_test]
     fn a_wait_resumed_after_a_reload_is_waiting() {
         let e = engine();
         e.apply(welcome(true));
@@ -412,10 +434,10 @@ mod state_machine {
         settle().await;
         assert!(root.query_selector("[role='log'][aria-live='polite']").unwrap().is_some());
 
-        let button = query(&root, "button[aria-haspopup='menu']");
+        let button = query(&root, "button[aria-controls='report-menu']");
         button.click();
         settle().await;
-        let first = query(&root, "#report-menu [role='menuitem']");
+        let first = query(&root, "#report-menu button");
         assert_eq!(document().active_element(), Some(first.unchecked_into()), "the first item has focus");
 
         press_escape();

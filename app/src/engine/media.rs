@@ -26,6 +26,9 @@ use web_sys::{
 /// How long the connection may stay "disconnected" (often a passing blip) before we
 /// look for a new path.
 const DISCONNECTED_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// ICE restarts tried for one connection before giving up (the count starts again
+/// each time it connects).
+const MAX_ICE_RESTARTS: u32 = 3;
 
 thread_local! {
     static MEDIA: RefCell<MediaState> = RefCell::new(MediaState::default());
@@ -64,6 +67,8 @@ struct Peer {
     disconnected_timer: Cell<Option<TimeoutHandle>>,
     /// The window's `online` listener (the network came back or changed).
     on_online: RefCell<Option<WindowListenerHandle>>,
+    /// ICE restarts since the connection last worked.
+    restarts: Cell<u32>,
 }
 
 /// The local camera/microphone stream, if acquired.
@@ -89,11 +94,7 @@ pub fn has_webrtc() -> bool {
 /// Makes sure camera and microphone are on, then runs `then`. On failure the engine
 /// is told why (so the page can offer text mode instead).
 pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
-    if local_stream().is_some_and(|s| {
-        s.get_tracks()
-            .iter()
-            .all(|t| t.unchecked_into::<MediaStreamTrack>().ready_state() == web_sys::MediaStreamTrackState::Live)
-    }) {
+    if local_is_live() {
         return then(engine);
     }
     if !has_webrtc() {
@@ -111,6 +112,11 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
         }
         match result {
             Ok(stream) => {
+                if local_is_live() {
+                    // Another request was granted first: one camera stream is enough.
+                    stop_tracks(&stream);
+                    return then(engine);
+                }
                 MEDIA.with(|m| m.borrow_mut().local = Some(stream));
                 apply_track_switches(engine);
                 bump(engine);
@@ -119,6 +125,15 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
             Err(problem) => engine.media_failed(problem),
         }
     });
+}
+
+/// Whether camera and microphone are on (every local track live).
+fn local_is_live() -> bool {
+    local_stream().is_some_and(|s| {
+        s.get_tracks()
+            .iter()
+            .all(|t| t.unchecked_into::<MediaStreamTrack>().ready_state() == web_sys::MediaStreamTrackState::Live)
+    })
 }
 
 /// What getUserMedia is asked for, per kind of device.
@@ -311,6 +326,7 @@ pub fn start_peer(engine: Engine) {
         last_inbound: Cell::new(None),
         disconnected_timer: Cell::new(None),
         on_online: RefCell::new(None),
+        restarts: Cell::new(0),
     });
     install_handlers(engine, &peer);
     if !peer.polite {
@@ -324,6 +340,11 @@ pub fn start_peer(engine: Engine) {
 }
 
 fn new_connection(engine: Engine) -> Result<RtcPeerConnection, JsValue> {
+    RtcPeerConnection::new_with_configuration(&configuration(engine))
+}
+
+/// ICE servers (with the freshest TURN credentials) and the transport policy.
+fn configuration(engine: Engine) -> RtcConfiguration {
     let servers = js_sys::Array::new();
     for s in engine.ice_servers.get_untracked() {
         let server = RtcIceServer::new();
@@ -346,7 +367,7 @@ fn new_connection(engine: Engine) -> Result<RtcPeerConnection, JsValue> {
         // Only relay candidates are gathered: our address never reaches the stranger.
         config.set_ice_transport_policy(web_sys::RtcIceTransportPolicy::Relay);
     }
-    RtcPeerConnection::new_with_configuration(&config)
+    config
 }
 
 fn add_local_tracks(peer: &Peer) {
@@ -433,6 +454,7 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
         }
         match peer.pc.ice_connection_state() {
             S::Connected | S::Completed => {
+                peer.restarts.set(0);
                 if matches!(engine.phase.get_untracked(), Phase::Connecting | Phase::PeerReconnecting) {
                     engine.phase.set(Phase::Connected);
                 }
@@ -444,12 +466,12 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
                     if let Some(peer) = p.upgrade()
                         && peer.pc.ice_connection_state() == S::Disconnected
                     {
-                        restart_ice(&peer.pc);
+                        restart_ice(engine, &peer);
                     }
                 };
                 peer.disconnected_timer.set(set_timeout_with_handle(restart, DISCONNECTED_GRACE).ok());
             }
-            S::Failed => restart_ice(&peer.pc),
+            S::Failed => restart_ice(engine, &peer),
             _ => {}
         }
     })));
@@ -458,19 +480,34 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
     let p = Rc::downgrade(peer);
     let on_online = window_event_listener_untyped("online", move |_| {
         if let Some(peer) = p.upgrade() {
-            restart_ice(&peer.pc);
+            restart_ice(engine, &peer);
         }
     });
     *peer.on_online.borrow_mut() = Some(on_online);
 }
 
 /// Gathers new candidates and renegotiates: `restartIce()` fires `negotiationneeded`,
-/// whose handler makes the offer (perfect negotiation settles any collision).
-fn restart_ice(pc: &RtcPeerConnection) {
-    if let Ok(f) = js_sys::Reflect::get(pc, &"restartIce".into())
+/// whose handler makes the offer. Only the impolite side starts restarts (both see the
+/// same failure, and two restarts would only collide), with the current ICE servers
+/// (TURN credentials expire), and at most [`MAX_ICE_RESTARTS`] times in a row.
+fn restart_ice(engine: Engine, peer: &Peer) {
+    if peer.polite {
+        return;
+    }
+    let tries = peer.restarts.get();
+    if tries >= MAX_ICE_RESTARTS {
+        if tries == MAX_ICE_RESTARTS {
+            peer.restarts.set(tries + 1);
+            engine.notice.set(Some("The connection to the stranger keeps failing. Try Next.".into()));
+        }
+        return;
+    }
+    peer.restarts.set(tries + 1);
+    let _ = peer.pc.set_configuration_with_configuration(&configuration(engine));
+    if let Ok(f) = js_sys::Reflect::get(&peer.pc, &"restartIce".into())
         && let Ok(f) = f.dyn_into::<js_sys::Function>()
     {
-        let _ = f.call0(pc);
+        let _ = f.call0(&peer.pc);
     }
 }
 

@@ -269,12 +269,15 @@ impl Engine {
             return;
         }
         self.notice.set(None);
-        self.end_media();
-        self.current.set(None);
-        self.peer_typing.set(false);
+        let in_match = self.current.get_untracked().is_some();
+        self.end_chat(Phase::Waiting);
         self.stop_sent.set_value(false);
-        self.phase.set(Phase::Waiting);
-        self.send(ClientMsg::Next);
+        // Out of a match, join again with our preferences rather than `next`: a server
+        // that restarted since has none of ours to repeat.
+        match self.prefs.get_untracked() {
+            Some(prefs) if !in_match => self.send(ClientMsg::Join(prefs)),
+            _ => self.send(ClientMsg::Next),
+        }
     }
 
     /// Ends the current chat or stops waiting; back to idle (camera off). A ban stays.
@@ -299,10 +302,16 @@ impl Engine {
 
     /// Back to idle without telling the server (it already knows, or is gone).
     pub(crate) fn stop_locally(self) {
+        self.end_chat(Phase::Idle);
+    }
+
+    /// Leaves the current match on our side (peer connection, typing indicator) and
+    /// moves to `phase`.
+    fn end_chat(&self, phase: Phase) {
         self.end_media();
         self.current.set(None);
         self.peer_typing.set(false);
-        self.phase.set(Phase::Idle);
+        self.phase.set(phase);
     }
 
     /// Sends a chat line to the stranger (trimmed; empty lines are ignored). Returns
@@ -352,10 +361,7 @@ impl Engine {
             self.send(ClientMsg::Block { match_id });
             self.push_line(Author::System, "Blocked. You won't be matched with this stranger again.");
             if ends_chat {
-                self.end_media();
-                self.current.set(None);
-                self.peer_typing.set(false);
-                self.phase.set(Phase::Blocked);
+                self.end_chat(Phase::Blocked);
             }
         }
     }
@@ -374,6 +380,10 @@ impl Engine {
         match msg {
             ServerMsg::Welcome { online, ice_servers, resumed, .. } => {
                 self.link.set(Link::Connected);
+                // Let in again: whatever ban there was is over.
+                if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
+                    self.phase.set(Phase::Idle);
+                }
                 self.online.set(Some(online));
                 self.ice_servers.set(ice_servers);
                 if !resumed {
@@ -381,13 +391,12 @@ impl Engine {
                 }
             }
             ServerMsg::Online(counts) => self.online.set(Some(counts)),
-            ServerMsg::Queued { .. } => match self.phase.get_untracked() {
-                Phase::Banned { .. } => {}
-                // Idle: the server restores our wait after a reload, unless this
-                // answers a join we have stopped since.
-                Phase::Idle if self.stop_sent.get_value() => {}
-                _ => self.phase.set(Phase::Waiting),
-            },
+            // Both may answer a join we have stopped since (the server does not answer
+            // `stop`): then they are stale, and the server has ended that wait or match.
+            ServerMsg::Queued { .. } | ServerMsg::Matched { .. }
+                if self.stop_sent.get_value() || matches!(self.phase.get_untracked(), Phase::Banned { .. }) => {}
+            // On a fresh page (Idle) this restores our wait after a reload.
+            ServerMsg::Queued { .. } => self.phase.set(Phase::Waiting),
             ServerMsg::Matched { match_id, role, common_interests, peer_country, ice_servers } => {
                 if let Some(servers) = ice_servers {
                     self.ice_servers.set(servers);
@@ -442,11 +451,8 @@ impl Engine {
             }
             ServerMsg::PeerLeft { match_id, reason } => {
                 if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    self.end_media();
-                    self.current.set(None);
-                    self.peer_typing.set(false);
                     self.push_line(Author::System, "Stranger has disconnected.");
-                    self.phase.set(Phase::PeerLeft(reason));
+                    self.end_chat(Phase::PeerLeft(reason));
                 }
             }
             ServerMsg::PeerReconnecting { match_id } => {
@@ -473,9 +479,9 @@ impl Engine {
                 _ => self.notice.set(Some(message)),
             },
             ServerMsg::Banned { reason, until } => {
-                self.end_media();
-                self.current.set(None);
-                self.phase.set(Phase::Banned { reason, until });
+                self.end_chat(Phase::Banned { reason, until });
+                #[cfg(feature = "hydrate")]
+                media::release_local(self);
             }
         }
     }
@@ -491,11 +497,10 @@ impl Engine {
                 }
             }
             Phase::Connecting | Phase::Connected | Phase::PeerReconnecting => {
-                self.end_media();
-                self.current.set(None);
-                self.peer_typing.set(false);
                 self.push_line(Author::System, "Connection lost. The chat has ended.");
-                self.phase.set(Phase::PeerLeft(LeftReason::Disconnected));
+                self.end_chat(Phase::PeerLeft(LeftReason::Disconnected));
+                // Report and block refer to a match this server never knew.
+                self.ended.set_value(None);
             }
             _ => {}
         }

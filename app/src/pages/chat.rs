@@ -394,7 +394,7 @@ fn Controls() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         use wasm_bindgen::JsCast;
-        if let Some(first) = report_menu.get().and_then(|m| m.query_selector("[role='menuitem']").ok().flatten()) {
+        if let Some(first) = report_menu.get().and_then(|m| m.query_selector("button").ok().flatten()) {
             let _ = first.unchecked_into::<web_sys::HtmlElement>().focus();
         }
     });
@@ -456,6 +456,10 @@ fn Controls() -> impl IntoView {
     let report = move |reason: ReportReason| {
         engine.report(reason);
         show_report.set(false);
+        // The chosen item goes away with the list: keep focus where the user was.
+        if let Some(button) = report_button.get_untracked() {
+            let _ = button.focus();
+        }
     };
     let can_report = move || chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_) | Phase::Blocked);
 
@@ -517,7 +521,6 @@ fn Controls() -> impl IntoView {
                         type="button"
                         class="btn bg-paper text-ink"
                         node_ref=report_button
-                        aria-haspopup="menu"
                         aria-expanded=move || show_report.get().to_string()
                         aria-controls="report-menu"
                         prop:disabled=move || !can_report()
@@ -528,7 +531,7 @@ fn Controls() -> impl IntoView {
                     <Show when=move || show_report.get()>
                         <div
                             id="report-menu"
-                            role="menu"
+                            role="group"
                             aria-labelledby="report-title"
                             node_ref=report_menu
                             class="absolute bottom-full right-0 mb-2 w-56 border-2 border-ink bg-paper p-2 shadow-hard rounded-sm"
@@ -541,7 +544,7 @@ fn Controls() -> impl IntoView {
                                 (ReportReason::Underage, "Looks under 18"),
                                 (ReportReason::Other, "Something else"),
                             ].into_iter().map(|(reason, label)| view! {
-                                <button type="button" role="menuitem" class="block w-full px-2 py-1.5 text-left hover:bg-yellow focus-ring rounded-sm" on:click=move |_| report(reason)>
+                                <button type="button" class="block w-full px-2 py-1.5 text-left hover:bg-yellow focus-ring rounded-sm" on:click=move |_| report(reason)>
                                     {label}
                                 </button>
                             }).collect_view()}
