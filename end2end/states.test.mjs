@@ -74,3 +74,25 @@ test('after a server restart a waiting user is queued again and gets matched', a
   assert.deepEqual(unexpected, []);
   assert.deepEqual(b.browser.problems, []);
 });
+
+test('a chat cut by a server restart ends clearly and New chat finds a stranger again', async () => {
+  const first = await startServer();
+  const a = await user(first.url);
+  const b = await user(first.url);
+  await start(a.page, 'text');
+  await start(b.page, 'text');
+  await Promise.all([waitPhase(a.page, 'connected'), waitPhase(b.page, 'connected')]);
+  assert.equal((await first.stop()).code, 0);
+  const second = await startServer({ port: first.port });
+  servers.push(second);
+  // The new server never knew the chat: both are told it ended...
+  await Promise.all([waitPhase(a.page, 'peer_left'), waitPhase(b.page, 'peer_left')]);
+  assert.match(await a.page.textContent('[data-testid="log"]'), /Connection lost/);
+  // ...and one press each pairs them again on the new server, with their preferences.
+  await a.page.click('[data-testid="next"]');
+  await b.page.click('[data-testid="next"]');
+  await Promise.all([waitPhase(a.page, 'connected'), waitPhase(b.page, 'connected')]);
+  for (const u of [a, b]) {
+    assert.deepEqual(u.browser.problems.filter((p) => !/WebSocket connection to .* failed/.test(p)), []);
+  }
+});
