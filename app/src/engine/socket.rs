@@ -176,17 +176,22 @@ pub(super) fn store_prefs(prefs: &protocol::Preferences) {
     }
 }
 
-fn local_storage() -> Option<web_sys::Storage> {
-    window().local_storage().ok().flatten()
+/// A yes/no choice remembered in this browser (localStorage), false when unset.
+pub(crate) fn load_flag(key: &str) -> bool {
+    window().local_storage().ok().flatten().and_then(|s| s.get_item(key).ok().flatten()).as_deref() == Some("yes")
+}
+
+pub(crate) fn store_flag(key: &str, on: bool) {
+    if let Some(s) = window().local_storage().ok().flatten() {
+        let _ = s.set_item(key, if on { "yes" } else { "no" });
+    }
 }
 
 /// Whether the user chose "Hide my IP" (relay-only ICE).
 pub(super) fn load_relay_only() -> bool {
-    local_storage().and_then(|s| s.get_item(RELAY_KEY).ok().flatten()).as_deref() == Some("yes")
+    load_flag(RELAY_KEY)
 }
 
 pub(super) fn store_relay_only(relay_only: bool) {
-    if let Some(s) = local_storage() {
-        let _ = s.set_item(RELAY_KEY, if relay_only { "yes" } else { "no" });
-    }
+    store_flag(RELAY_KEY, relay_only);
 }

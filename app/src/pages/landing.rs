@@ -24,7 +24,7 @@ pub fn Landing() -> impl IntoView {
 
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
-        terms.set(local_storage_get(TERMS_KEY).as_deref() == Some("yes"));
+        terms.set(crate::engine::socket::load_flag(TERMS_KEY));
         if country.get_untracked().is_none() {
             country.set(browser_country());
         }
@@ -45,7 +45,7 @@ pub fn Landing() -> impl IntoView {
             return;
         }
         #[cfg(feature = "hydrate")]
-        local_storage_set(TERMS_KEY, "yes");
+        crate::engine::socket::store_flag(TERMS_KEY, true);
         let prefs = Preferences {
             mode: mode.get_untracked(),
             interests: interests.get_untracked(),
@@ -199,16 +199,4 @@ fn browser_country() -> Option<String> {
     let lang = window().navigator().language()?;
     let region = lang.split(['-', '_']).nth(1)?;
     protocol::prefs::normalize_country(region)
-}
-
-#[cfg(feature = "hydrate")]
-fn local_storage_get(key: &str) -> Option<String> {
-    window().local_storage().ok().flatten()?.get_item(key).ok().flatten()
-}
-
-#[cfg(feature = "hydrate")]
-fn local_storage_set(key: &str, value: &str) {
-    if let Some(s) = window().local_storage().ok().flatten() {
-        let _ = s.set_item(key, value);
-    }
 }
