@@ -22,6 +22,22 @@ function freeUdpPort() {
   });
 }
 
+/** Resolves once a STUN binding request to 127.0.0.1:`port` is answered. */
+function stunAnswers(port, timeoutMs = 10_000) {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    const request = Buffer.alloc(20);
+    request.writeUInt16BE(0x0001, 0); // Binding request, no attributes
+    request.writeUInt32BE(0x2112a442, 4); // magic cookie; bytes 8..20: transaction id
+    for (let i = 8; i < 20; i++) request[i] = i;
+    const finish = (err) => { clearInterval(timer); clearTimeout(deadline); s.close(); err ? reject(err) : resolve(); };
+    s.on('message', () => finish());
+    s.on('error', finish);
+    const timer = setInterval(() => s.send(request, port, '127.0.0.1'), 100);
+    const deadline = setTimeout(() => finish(new Error(`coturn did not answer STUN on ${port}`)), timeoutMs);
+  });
+}
+
 before(async () => {
   const port = await freeUdpPort();
   const relayBase = 51_000 + (process.pid % 400) * 20;
@@ -32,7 +48,8 @@ before(async () => {
     `--min-port=${relayBase}`, `--max-port=${relayBase + 19}`,
     `--static-auth-secret=${SECRET}`, '--no-tls', '--no-dtls', '--log-file=stdout', '--simple-log',
   ], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 700));
+  coturn.on('error', (e) => { throw new Error(`cannot start turnserver: ${e.message}`); });
+  await stunAnswers(port);
   server = await startServer({
     args: ['--turn-urls', `turn:127.0.0.1:${port}?transport=udp`],
     env: { LETSMEET_TURN_SECRET: SECRET },
@@ -91,6 +108,13 @@ test('a relay-only call goes through coturn and reveals no addresses', async () 
     const types = (await p.getAttribute('[data-testid="chat"]', 'data-remote-candidates')).split(' ').filter(Boolean);
     assert.deepEqual(types, ['relay'], 'only relay candidates came from the stranger');
   }
+  // "Hide my IP" holds across a reload mid-call: the renegotiated call is relayed too.
+  await relayed.b.page.reload();
+  await relayed.b.page.waitForSelector('body[data-hydrated="true"]');
+  await Promise.all([firstFrame(relayed.a.page, Date.now()), firstFrame(relayed.b.page, Date.now())]);
+  await relayed.b.page.waitForSelector('[data-testid="conn-badge"][data-relayed="true"]', { timeout: 15_000 });
+  const afterReload = (await relayed.a.page.getAttribute('[data-testid="chat"]', 'data-remote-candidates')).split(' ').filter(Boolean);
+  assert.deepEqual(afterReload, ['relay'], 'after the reload, still only relay candidates from the stranger');
   // The direct call, for contrast, was direct.
   await direct.a.page.waitForSelector('[data-testid="conn-badge"][data-relayed="false"]', { timeout: 15_000 });
   for (const u of [direct.a, direct.b, relayed.a, relayed.b]) assert.deepEqual(u.browser.problems, []);
