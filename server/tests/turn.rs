@@ -47,8 +47,27 @@ impl Coturn {
             .stderr(Stdio::null())
             .spawn()
             .expect("turnserver (Debian package coturn) is installed; scripts/install.sh installs it");
-        std::thread::sleep(Duration::from_millis(700));
-        Self { child, port }
+        let coturn = Self { child, port };
+        coturn.wait_until_it_answers();
+        coturn
+    }
+
+    /// Sends STUN binding requests until coturn answers one (it is listening).
+    fn wait_until_it_answers(&self) {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        // Binding request, no attributes, the magic cookie, a fixed transaction id.
+        let mut request = [0u8; 20];
+        request[..2].copy_from_slice(&1u16.to_be_bytes());
+        request[4..8].copy_from_slice(&0x2112_a442u32.to_be_bytes());
+        let mut answer = [0u8; 512];
+        for _ in 0..100 {
+            socket.send_to(&request, ("127.0.0.1", self.port)).unwrap();
+            if socket.recv(&mut answer).is_ok() {
+                return;
+            }
+        }
+        panic!("coturn did not answer STUN on port {} within 10 s", self.port);
     }
 
     /// Runs one TURN allocation with `turnutils_uclient`; true when it succeeded.
