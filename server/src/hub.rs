@@ -32,6 +32,10 @@ pub struct HubConfig {
     pub ice: crate::ice::IceConfig,
     /// How often `online` counts may be pushed.
     pub online_interval: Duration,
+    /// Most sessions one address may hold, live or within their grace period. A new
+    /// session beyond it ends that address's longest-absent one, so connecting and
+    /// dropping in a loop cannot pile up sessions (or inflate the online count).
+    pub max_sessions_per_ip: usize,
 }
 
 /// Most chat lines kept for a peer whose socket is down, delivered when it resumes.
@@ -82,6 +86,8 @@ pub struct HubStats {
     pub buffered_signals: usize,
     /// Reports counted so far, over all reported addresses.
     pub reports: u64,
+    /// Addresses holding sessions.
+    pub addresses: usize,
 }
 
 impl HubStats {
@@ -97,8 +103,9 @@ impl HubStats {
             grace_timers,
             buffered_signals,
             reports: _,
+            addresses,
         } = *self;
-        sessions + live_sockets + tokens + waiting + in_match + grace_timers + buffered_signals == 0
+        sessions + live_sockets + tokens + waiting + in_match + grace_timers + buffered_signals + addresses == 0
     }
 }
 
@@ -204,6 +211,8 @@ struct Hub {
     chatting: u32,
     /// Reports received per reported address (the input for automatic bans).
     reports: HashMap<IpAddr, u32>,
+    /// Sessions per address (live or within their grace period).
+    per_ip: HashMap<IpAddr, usize>,
     /// Zero of the matcher's millisecond clock.
     epoch: Instant,
     last_online: OnlineCounts,
@@ -222,6 +231,7 @@ impl Hub {
             grace: BTreeSet::new(),
             chatting: 0,
             reports: HashMap::new(),
+            per_ip: HashMap::new(),
             epoch: Instant::now(),
             last_online: OnlineCounts::default(),
         }
@@ -314,6 +324,7 @@ impl Hub {
             grace_timers: self.grace.len(),
             buffered_signals,
             reports: self.reports.values().map(|&n| u64::from(n)).sum(),
+            addresses: self.per_ip.len(),
         }
     }
 
@@ -371,6 +382,8 @@ impl Hub {
                 sid
             }
             None => {
+                let conn_ip = conn.ip;
+                self.make_room_for(conn_ip);
                 let sid = SessionId(Uuid::new_v4());
                 let token = ResumeToken(Uuid::new_v4());
                 self.tokens.insert(token.clone(), sid);
@@ -390,6 +403,7 @@ impl Hub {
                         missed_left: None,
                     },
                 );
+                self.count_ip(conn_ip, 1);
                 sid
             }
         };
@@ -413,7 +427,7 @@ impl Hub {
     fn attach(&mut self, sid: SessionId, conn: Conn) {
         self.sockets.insert(conn.id, sid);
         let session = self.sessions.get_mut(&sid).expect("a token maps to a live session");
-        session.ip = conn.ip;
+        let (old_ip, new_ip) = (std::mem::replace(&mut session.ip, conn.ip), conn.ip);
         let replaced = session.conn.replace(conn);
         if let Some(old) = &replaced {
             self.sockets.remove(&old.id);
@@ -430,6 +444,10 @@ impl Hub {
         {
             let (peer, id) = (side.peer, side.id);
             self.send(peer, &ServerMsg::PeerResumed { match_id: id });
+        }
+        if old_ip != new_ip {
+            self.count_ip(old_ip, -1);
+            self.count_ip(new_ip, 1);
         }
     }
 
@@ -512,6 +530,29 @@ impl Hub {
         self.matcher.remove(sid);
         let session = self.sessions.remove(&sid).expect("checked above");
         self.tokens.remove(&session.token);
+        self.count_ip(session.ip, -1);
+    }
+
+    /// Keeps `ip` under its session cap: beyond it, its session away the longest
+    /// (within its grace period) ends now. Live sessions are capped by the
+    /// per-address connection limit already.
+    fn make_room_for(&mut self, ip: IpAddr) {
+        if self.per_ip.get(&ip).copied().unwrap_or(0) < self.config.max_sessions_per_ip {
+            return;
+        }
+        let oldest = self.grace.iter().find(|(_, sid)| self.sessions.get(sid).is_some_and(|s| s.ip == ip)).copied();
+        if let Some((t, sid)) = oldest {
+            self.grace.remove(&(t, sid));
+            self.expire(sid);
+        }
+    }
+
+    fn count_ip(&mut self, ip: IpAddr, delta: isize) {
+        let n = self.per_ip.entry(ip).or_default();
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.per_ip.remove(&ip);
+        }
     }
 
     // ----- client messages -----------------------------------------------------

@@ -69,6 +69,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         signal_buffer_bytes: config.signal_buffer_bytes,
         ice,
         online_interval: Duration::from_secs(1),
+        max_sessions_per_ip: (config.max_conn_per_ip as usize).saturating_mul(2),
     });
     let nonzero = |v: u32, name: &str| NonZeroU32::new(v).with_context(|| format!("{name} must be at least 1"));
     let ws_state = WsState {

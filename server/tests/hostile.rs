@@ -182,6 +182,28 @@ async fn a_sleeper_is_dropped(mut cfg: server::Config) -> usize {
 }
 
 #[tokio::test]
+async fn connecting_and_dropping_in_a_loop_cannot_pile_up_sessions() {
+    let mut cfg = config();
+    cfg.max_conn_per_ip = 3;
+    let server = TestServer::start(cfg).await;
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        let c = server.client().await;
+        tokens.push(c.token.clone());
+        c.drop_connection();
+        server.wait_stats(|s| s.live_sockets == 0).await;
+    }
+    // Twice the connection cap, live or away: the longest-absent sessions ended early.
+    let stats = server.stats().await;
+    assert_eq!((stats.sessions, stats.grace_timers, stats.addresses), (6, 6, 1));
+    assert!(!server.resume(&tokens[0]).await.resumed, "the oldest was ended");
+    let last = server.resume(&tokens[19]).await;
+    assert!(last.resumed, "the newest is still there");
+    drop(last);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_thousand_malformed_messages_change_nothing_for_anyone_else() {
     let mut cfg = config();
     cfg.rate_per_sec = 100_000;
