@@ -464,11 +464,11 @@ fn Controls() -> impl IntoView {
     let can_report = move || chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_) | Phase::Blocked);
 
     view! {
-        <footer class="sticky bottom-0 border-t-2 border-ink bg-paper px-4 py-3">
+        <footer class="controls sticky bottom-0 border-t-2 border-ink bg-paper px-4 py-3">
             <div class="mx-auto flex max-w-5xl flex-wrap items-center gap-2">
                 <button
                     type="button"
-                    class="btn btn-primary min-w-28"
+                    class="btn btn-primary min-w-24 sm:min-w-28"
                     data-testid="next"
                     on:click=move |_| press_next()
                     prop:disabled=move || !next_enabled()
