@@ -200,6 +200,16 @@ struct Session {
     missed_left: Option<(MatchId, LeftReason)>,
 }
 
+/// One address's sessions, for its cap.
+#[derive(Debug, Default)]
+struct IpSessions {
+    /// Sessions whose last socket came from this address.
+    count: usize,
+    /// Sessions that went away from it, oldest first. Entries of sessions that came
+    /// back or ended since are skipped when met, and pruned as the queue grows.
+    away: VecDeque<SessionId>,
+}
+
 struct Hub {
     config: HubConfig,
     sessions: HashMap<SessionId, Session>,
@@ -212,7 +222,7 @@ struct Hub {
     /// Reports received per reported address (the input for automatic bans).
     reports: HashMap<IpAddr, u32>,
     /// Sessions per address (live or within their grace period).
-    per_ip: HashMap<IpAddr, usize>,
+    per_ip: HashMap<IpAddr, IpSessions>,
     /// Zero of the matcher's millisecond clock.
     epoch: Instant,
     last_online: OnlineCounts,
@@ -503,6 +513,15 @@ impl Hub {
         session.conn = None;
         session.grace_until = Some(until);
         self.grace.insert((until, sid));
+        let ip = session.ip;
+        if let Some(entry) = self.per_ip.get_mut(&ip) {
+            entry.away.push_back(sid);
+            if entry.away.len() > 2 * self.config.max_sessions_per_ip.max(1) {
+                let sessions = &self.sessions;
+                entry.away.retain(|s| is_away_from(sessions, *s, ip));
+            }
+        }
+        let session = self.sessions.get_mut(&sid).expect("checked above");
         match &mut session.state {
             State::Idle => {}
             // Out of the pool while away, so nobody is paired with an empty chair;
@@ -537,20 +556,25 @@ impl Hub {
     /// (within its grace period) ends now. Live sessions are capped by the
     /// per-address connection limit already.
     fn make_room_for(&mut self, ip: IpAddr) {
-        if self.per_ip.get(&ip).copied().unwrap_or(0) < self.config.max_sessions_per_ip {
+        let Some(entry) = self.per_ip.get_mut(&ip) else { return };
+        if entry.count < self.config.max_sessions_per_ip {
             return;
         }
-        let oldest = self.grace.iter().find(|(_, sid)| self.sessions.get(sid).is_some_and(|s| s.ip == ip)).copied();
-        if let Some((t, sid)) = oldest {
-            self.grace.remove(&(t, sid));
-            self.expire(sid);
+        while let Some(sid) = entry.away.pop_front() {
+            if is_away_from(&self.sessions, sid, ip) {
+                if let Some(t) = self.sessions[&sid].grace_until {
+                    self.grace.remove(&(t, sid));
+                }
+                self.expire(sid);
+                return;
+            }
         }
     }
 
     fn count_ip(&mut self, ip: IpAddr, delta: isize) {
-        let n = self.per_ip.entry(ip).or_default();
-        *n = n.saturating_add_signed(delta);
-        if *n == 0 {
+        let entry = self.per_ip.entry(ip).or_default();
+        entry.count = entry.count.saturating_add_signed(delta);
+        if entry.count == 0 {
             self.per_ip.remove(&ip);
         }
     }
@@ -908,6 +932,11 @@ fn add_avoid(list: &mut Vec<Avoid>, peer: SessionId, until: Option<Millis>) {
         }
     }
     list.push(Avoid { session: peer, until });
+}
+
+/// Whether `sid` is a session within its grace period whose last socket came from `ip`.
+fn is_away_from(sessions: &HashMap<SessionId, Session>, sid: SessionId, ip: IpAddr) -> bool {
+    sessions.get(&sid).is_some_and(|s| s.conn.is_none() && s.ip == ip)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
