@@ -88,6 +88,8 @@ pub struct HubStats {
     pub reports: u64,
     /// Addresses holding sessions.
     pub addresses: usize,
+    /// Entries in the per-address queues of sessions within their grace period.
+    pub away: usize,
 }
 
 impl HubStats {
@@ -104,8 +106,9 @@ impl HubStats {
             buffered_signals,
             reports: _,
             addresses,
+            away,
         } = *self;
-        sessions + live_sockets + tokens + waiting + in_match + grace_timers + buffered_signals + addresses == 0
+        sessions + live_sockets + tokens + waiting + in_match + grace_timers + buffered_signals + addresses + away == 0
     }
 }
 
@@ -205,8 +208,8 @@ struct Session {
 struct IpSessions {
     /// Sessions whose last socket came from this address.
     count: usize,
-    /// Sessions that went away from it, oldest first. Entries of sessions that came
-    /// back or ended since are skipped when met, and pruned as the queue grows.
+    /// Its sessions within their grace period, in the order they went away (each
+    /// once: taken out when it comes back or ends).
     away: VecDeque<SessionId>,
 }
 
@@ -335,6 +338,7 @@ impl Hub {
             buffered_signals,
             reports: self.reports.values().map(|&n| u64::from(n)).sum(),
             addresses: self.per_ip.len(),
+            away: self.per_ip.values().map(|e| e.away.len()).sum(),
         }
     }
 
@@ -455,6 +459,9 @@ impl Hub {
             let (peer, id) = (side.peer, side.id);
             self.send(peer, &ServerMsg::PeerResumed { match_id: id });
         }
+        if returned.is_some() {
+            self.forget_away(old_ip, sid);
+        }
         if old_ip != new_ip {
             self.count_ip(old_ip, -1);
             self.count_ip(new_ip, 1);
@@ -513,15 +520,9 @@ impl Hub {
         session.conn = None;
         session.grace_until = Some(until);
         self.grace.insert((until, sid));
-        let ip = session.ip;
-        if let Some(entry) = self.per_ip.get_mut(&ip) {
+        if let Some(entry) = self.per_ip.get_mut(&session.ip) {
             entry.away.push_back(sid);
-            if entry.away.len() > 2 * self.config.max_sessions_per_ip.max(1) {
-                let sessions = &self.sessions;
-                entry.away.retain(|s| is_away_from(sessions, *s, ip));
-            }
         }
-        let session = self.sessions.get_mut(&sid).expect("checked above");
         match &mut session.state {
             State::Idle => {}
             // Out of the pool while away, so nobody is paired with an empty chair;
@@ -549,6 +550,7 @@ impl Hub {
         self.matcher.remove(sid);
         let session = self.sessions.remove(&sid).expect("checked above");
         self.tokens.remove(&session.token);
+        self.forget_away(session.ip, sid);
         self.count_ip(session.ip, -1);
     }
 
@@ -560,14 +562,21 @@ impl Hub {
         if entry.count < self.config.max_sessions_per_ip {
             return;
         }
-        while let Some(sid) = entry.away.pop_front() {
-            if is_away_from(&self.sessions, sid, ip) {
-                if let Some(t) = self.sessions[&sid].grace_until {
-                    self.grace.remove(&(t, sid));
-                }
-                self.expire(sid);
-                return;
-            }
+        if let Some(&sid) = entry.away.front()
+            && let Some(t) = self.sessions.get(&sid).and_then(|s| s.grace_until)
+        {
+            self.grace.remove(&(t, sid));
+            self.expire(sid);
+        }
+    }
+
+    /// `sid` is no longer away from `ip` (it came back or ended). Sessions usually
+    /// come back soon and end in the order they left, so the search is short.
+    fn forget_away(&mut self, ip: IpAddr, sid: SessionId) {
+        if let Some(entry) = self.per_ip.get_mut(&ip)
+            && let Some(i) = entry.away.iter().rposition(|&s| s == sid)
+        {
+            entry.away.remove(i);
         }
     }
 
@@ -932,11 +941,6 @@ fn add_avoid(list: &mut Vec<Avoid>, peer: SessionId, until: Option<Millis>) {
         }
     }
     list.push(Avoid { session: peer, until });
-}
-
-/// Whether `sid` is a session within its grace period whose last socket came from `ip`.
-fn is_away_from(sessions: &HashMap<SessionId, Session>, sid: SessionId, ip: IpAddr) -> bool {
-    sessions.get(&sid).is_some_and(|s| s.conn.is_none() && s.ip == ip)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
