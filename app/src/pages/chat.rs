@@ -297,20 +297,20 @@ fn ChatPanel() -> impl IntoView {
                     <For each=move || engine.log.get() key=|line| line.seq let:line>
                         {match line.author {
                             Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
-                            Author::Me => view! {
-                                <li class="flex justify-end" data-author="me">
-                                    <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-teal px-3 py-1.5 text-onaccent rounded-sm">
-                                        <span class="sr-only">"You: "</span>{line.text}
-                                    </span>
-                                </li>
-                            }.into_any(),
-                            Author::Stranger => view! {
-                                <li class="flex justify-start" data-author="stranger">
-                                    <span class="max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink bg-yellow px-3 py-1.5 text-onaccent rounded-sm">
-                                        <span class="sr-only">"Stranger: "</span>{line.text}
-                                    </span>
-                                </li>
-                            }.into_any(),
+                            who => {
+                                // Ours on the right in teal, theirs on the left in yellow.
+                                let (author, side, colour, prefix) = match who {
+                                    Author::Me => ("me", "justify-end", "bg-teal", "You: "),
+                                    _ => ("stranger", "justify-start", "bg-yellow", "Stranger: "),
+                                };
+                                view! {
+                                    <li class=format!("flex {side}") data-author=author>
+                                        <span class=format!("max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink {colour} px-3 py-1.5 text-onaccent rounded-sm")>
+                                            <span class="sr-only">{prefix}</span>{line.text}
+                                        </span>
+                                    </li>
+                                }.into_any()
+                            }
                         }}
                     </For>
                 </ol>
