@@ -1,7 +1,12 @@
 //! Command-line flags, each with an environment-variable fallback.
 
+use crate::hub::HubConfig;
+use crate::hub::relay::InboxLimits;
+use crate::ice::IceConfig;
+use crate::ws::WsSettings;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -84,6 +89,12 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_MAX_CONN_PER_IP", default_value_t = 20)]
     pub max_conn_per_ip: u32,
 
+    /// Sessions one address may hold, live or within their grace period (a new one
+    /// beyond it ends that address's longest-absent session). Default: twice
+    /// --max-conn-per-ip.
+    #[arg(long, env = "LETSMEET_MAX_SESSIONS_PER_IP")]
+    pub max_sessions_per_ip: Option<usize>,
+
     /// Concurrent WebSocket connections in all.
     #[arg(long, env = "LETSMEET_MAX_CONNECTIONS", default_value_t = 15_000)]
     pub max_connections: u32,
@@ -108,6 +119,14 @@ pub struct Config {
     /// A ping is sent every third of this.
     #[arg(long, env = "LETSMEET_IDLE_TIMEOUT_SECS", default_value_t = 45.0, value_parser = positive_secs)]
     pub idle_timeout_secs: f64,
+
+    /// Seconds between `online` count pushes at most (pushed only when they change).
+    #[arg(long, env = "LETSMEET_ONLINE_INTERVAL_SECS", default_value_t = 1.0, value_parser = positive_secs)]
+    pub online_interval_secs: f64,
+
+    /// Chat lines kept for a peer whose socket is down, delivered when it resumes.
+    #[arg(long, env = "LETSMEET_MISSED_CHAT", default_value_t = crate::hub::config::MISSED_CHAT_LIMIT)]
+    pub missed_chat: usize,
 
     /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
     /// small and idle sockets dominate memory; larger messages are read in several steps.
@@ -179,8 +198,122 @@ impl Config {
         Duration::from_secs_f64(self.rematch_cooldown_secs)
     }
 
+    /// Sessions one address may hold (see the flag).
+    pub fn max_sessions_per_ip(&self) -> usize {
+        self.max_sessions_per_ip.unwrap_or((self.max_conn_per_ip as usize).saturating_mul(2))
+    }
+
+    /// Checks what no single flag's parser can: combinations, and values set in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
+            return Err(ConfigError::TurnWithoutSecret);
+        }
+        if (self.outbox_bytes as usize) < self.max_frame_bytes {
+            return Err(ConfigError::OutboxBelowFrame);
+        }
+        for (value, flag) in [
+            (self.rate_per_sec, "--rate-per-sec"),
+            (self.rate_burst, "--rate-burst"),
+            (self.max_conn_per_ip, "--max-conn-per-ip"),
+            (self.max_connections, "--max-connections"),
+            (self.outbox, "--outbox"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
+        }
+        if self.max_frame_bytes == 0 || self.ws_buffer_bytes == 0 || self.max_sessions_per_ip() == 0 {
+            return Err(ConfigError::Zero("--max-frame-bytes, --ws-buffer-bytes and --max-sessions-per-ip"));
+        }
+        Ok(())
+    }
+
     /// At least 30 ms, so that the ping interval (a third of it) is never zero.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.idle_timeout_secs).max(Duration::from_millis(30))
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// TURN URLs were given without the secret their credentials are made with.
+    #[error("--turn-urls needs --turn-secret (or LETSMEET_TURN_SECRET): TURN without credentials is useless")]
+    TurnWithoutSecret,
+    /// The outbox could never hold a peer's largest message.
+    #[error("--outbox-bytes must be at least --max-frame-bytes, or a peer's largest message could never be delivered")]
+    OutboxBelowFrame,
+    /// A count that must be at least 1.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl From<&Config> for HubConfig {
+    fn from(c: &Config) -> Self {
+        HubConfig {
+            grace: c.grace(),
+            interest_fallback: c.interest_fallback(),
+            rematch_cooldown: c.rematch_cooldown(),
+            inbox: InboxLimits {
+                signals: c.signal_buffer,
+                signal_bytes: c.signal_buffer_bytes,
+                missed_chat: c.missed_chat,
+            },
+            ice: IceConfig {
+                stun_urls: c.stun_urls.clone(),
+                turn_urls: c.turn_urls.clone(),
+                secret: c.turn_secret.clone(),
+                ttl: Duration::from_secs(c.turn_ttl_secs),
+            },
+            online_interval: Duration::from_secs_f64(c.online_interval_secs),
+            max_sessions_per_ip: c.max_sessions_per_ip(),
+            avoid_limit: crate::hub::config::AVOID_LIMIT,
+        }
+    }
+}
+
+impl From<&Config> for WsSettings {
+    /// Zero rates (refused by [`Config::validate`]) become 1.
+    fn from(c: &Config) -> Self {
+        let at_least_one = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        WsSettings {
+            allowed_origins: c.allowed_origins.clone(),
+            max_frame_bytes: c.max_frame_bytes,
+            buffer_bytes: c.ws_buffer_bytes,
+            outbox: c.outbox as usize,
+            outbox_bytes: c.outbox_bytes as usize,
+            rate_per_sec: at_least_one(c.rate_per_sec),
+            rate_burst: at_least_one(c.rate_burst),
+            flood_strikes: c.flood_strikes,
+            idle_timeout: c.idle_timeout(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_refuses_combinations_that_cannot_work() {
+        assert_eq!(Config::defaults().validate(), Ok(()));
+        let mut c = Config::defaults();
+        c.turn_urls = vec!["turn:x".into()];
+        assert_eq!(c.validate(), Err(ConfigError::TurnWithoutSecret));
+        let mut c = Config::defaults();
+        c.outbox_bytes = 1000;
+        assert_eq!(c.validate(), Err(ConfigError::OutboxBelowFrame));
+        let mut c = Config::defaults();
+        c.max_conn_per_ip = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Zero("--max-conn-per-ip")));
+    }
+
+    #[test]
+    fn sessions_per_address_default_to_twice_the_connection_cap() {
+        let mut c = Config::defaults();
+        c.max_conn_per_ip = 7;
+        assert_eq!(HubConfig::from(&c).max_sessions_per_ip, 14);
+        c.max_sessions_per_ip = Some(3);
+        assert_eq!(HubConfig::from(&c).max_sessions_per_ip, 3);
     }
 }

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use protocol::{IceServer, SessionId};
 use sha1::Sha1;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The TURN shared secret. Its `Debug` never shows the value, so it cannot reach logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,13 +47,9 @@ impl IceConfig {
         self.secret.is_some() && !self.turn_urls.is_empty()
     }
 
-    /// The ICE servers for `session`, with TURN credentials valid from now for `ttl`.
-    pub fn servers_for(&self, session: SessionId) -> Vec<IceServer> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        self.servers_at(session, now)
-    }
-
-    fn servers_at(&self, session: SessionId, now_unix: u64) -> Vec<IceServer> {
+    /// The ICE servers for `session`, with TURN credentials valid from `now_unix`
+    /// (seconds) for `ttl`.
+    pub fn servers_at(&self, session: SessionId, now_unix: u64) -> Vec<IceServer> {
         let mut servers = Vec::with_capacity(2);
         if !self.stun_urls.is_empty() {
             servers.push(IceServer { urls: self.stun_urls.clone(), username: None, credential: None });

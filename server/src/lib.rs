@@ -7,17 +7,15 @@
 //! - [`config`]: flags and environment.
 //! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
 //! - [`ws`]: per-socket checks, reader and writer tasks.
-//! - [`conn`]: the hub's handle on a socket (bounded outbox).
 //! - [`ice`]: STUN/TURN servers and TURN REST credentials.
-//! - [`hub`]: the single owner of sessions, matches, relay buffers and the matcher.
+//! - [`hub`]: sessions, matches and relay: a sans-IO core, its backend seam, a tokio shell.
 //! - [`limits`]: connection caps.
-//! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`metrics`]: Prometheus metric names and handles.
 
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
 
 pub mod config;
-pub mod conn;
 pub mod hub;
 pub mod ice;
 pub mod limits;
@@ -75,14 +73,22 @@ pub async fn serve(
     });
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: asking clients to reconnect");
-            let _ = drain.hub.send(hub::Command::Drain).await;
+            // The hub is supervised: if it fails, the server stops too, rather than
+            // hold sockets open to broken state (readers close theirs with 1012).
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutting down: asking clients to reconnect"),
+                _ = drain.hub.failed() => tracing::error!("the hub failed: shutting down"),
+            }
+            drain.hub.drain();
         })
         .await?;
     state.tasks.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
-    Ok(())
+    state.hub.shutdown();
+    match state.hub.failure() {
+        Some(why) => anyhow::bail!("the hub failed: {why}"),
+        None => Ok(()),
+    }
 }

@@ -1,9 +1,6 @@
-//! Prometheus metrics (`GET /metrics`): every name in one place.
+//! Prometheus metrics: every name in one place, and the process-wide recorder. The
+//! hub's exporter (`hub::exporter`) counts into them; `/metrics` is served by `site`.
 
-use crate::ws::WsState;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -42,19 +39,3 @@ pub const CLIENT_ERRORS: &str = "letsmeet_client_errors_total";
 pub const REPORTS: &str = "letsmeet_reports_total";
 pub const QUEUE_WAIT: &str = "letsmeet_queue_wait_seconds";
 pub const RELAY_LATENCY: &str = "letsmeet_relay_latency_seconds";
-
-/// `GET /metrics`.
-pub async fn handler(State(state): State<WsState>) -> impl IntoResponse {
-    let handle = install();
-    match state.hub.stats().await {
-        Ok(s) => {
-            metrics::gauge!(CONNECTIONS).set(state.limits.total() as f64);
-            metrics::gauge!(SESSIONS).set(s.sessions as f64);
-            metrics::gauge!(CHATTING).set(s.in_match as f64);
-            metrics::gauge!(WAITING, "mode" => "video").set(s.waiting_video as f64);
-            metrics::gauge!(WAITING, "mode" => "text").set((s.waiting - s.waiting_video) as f64);
-        }
-        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response(),
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
-}

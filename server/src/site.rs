@@ -1,24 +1,23 @@
 //! The HTTP surface: Leptos SSR pages with hydration, `/pkg` and static assets,
-//! `/healthz` and `/ws`.
+//! `/healthz`, `/metrics` and `/ws`.
 
 use crate::Config;
-use crate::hub::{self, HubConfig};
-use crate::ice::IceConfig;
+use crate::hub::{HubConfig, HubHandle};
 use crate::limits::ConnLimits;
+use crate::metrics as m;
 use crate::ws::{self, WsSettings, WsState};
 use anyhow::Context;
 use app::{App, shell};
 use axum::Router;
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use leptos::config::{LeptosOptions, get_configuration};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 
@@ -45,47 +44,13 @@ pub fn bind_addr(config: &Config) -> anyhow::Result<SocketAddr> {
 
 /// Builds the router and starts the hub.
 pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
+    config.validate()?;
     let options = leptos_options(config)?;
     crate::metrics::install();
-    if !config.turn_urls.is_empty() && config.turn_secret.is_none() {
-        anyhow::bail!("--turn-urls needs --turn-secret (or LETSMEET_TURN_SECRET): TURN without credentials is useless");
-    }
-    if (config.outbox_bytes as usize) < config.max_frame_bytes {
-        anyhow::bail!(
-            "--outbox-bytes must be at least --max-frame-bytes, or a peer's largest message could never be delivered"
-        );
-    }
-    let ice = IceConfig {
-        stun_urls: config.stun_urls.clone(),
-        turn_urls: config.turn_urls.clone(),
-        secret: config.turn_secret.clone(),
-        ttl: Duration::from_secs(config.turn_ttl_secs),
-    };
-    let hub = hub::spawn(HubConfig {
-        grace: config.grace(),
-        interest_fallback: config.interest_fallback(),
-        rematch_cooldown: config.rematch_cooldown(),
-        signal_buffer: config.signal_buffer,
-        signal_buffer_bytes: config.signal_buffer_bytes,
-        ice,
-        online_interval: Duration::from_secs(1),
-        max_sessions_per_ip: (config.max_conn_per_ip as usize).saturating_mul(2),
-    });
-    let nonzero = |v: u32, name: &str| NonZeroU32::new(v).with_context(|| format!("{name} must be at least 1"));
     let ws_state = WsState {
-        hub,
+        hub: HubHandle::start(HubConfig::from(config)),
         limits: ConnLimits::new(config.max_conn_per_ip, config.max_connections),
-        settings: Arc::new(WsSettings {
-            allowed_origins: config.allowed_origins.clone(),
-            max_frame_bytes: config.max_frame_bytes,
-            buffer_bytes: config.ws_buffer_bytes,
-            outbox: config.outbox as usize,
-            outbox_bytes: config.outbox_bytes as usize,
-            rate_per_sec: nonzero(config.rate_per_sec, "--rate-per-sec")?,
-            rate_burst: nonzero(config.rate_burst, "--rate-burst")?,
-            flood_strikes: config.flood_strikes,
-            idle_timeout: config.idle_timeout(),
-        }),
+        settings: Arc::new(WsSettings::from(config)),
         next_id: Arc::new(AtomicU64::new(0)),
         tasks: TaskTracker::new(),
     };
@@ -93,7 +58,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
     let api = Router::new()
         .route("/ws", get(ws::handler))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(metrics))
         .with_state(ws_state.clone());
 
     let routes = generate_route_list(App);
@@ -110,16 +75,30 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
 }
 
 /// `GET /healthz`: the process serves and its hub answers.
-async fn healthz(State(state): State<WsState>) -> impl IntoResponse {
-    match state.hub.stats().await {
-        Ok(stats) => axum::Json(serde_json::json!({
+async fn healthz(State(state): State<WsState>) -> Response {
+    match state.hub.counts() {
+        Ok((counts, video, text)) => axum::Json(serde_json::json!({
             "status": "ok",
             "connections": state.limits.total(),
-            "sessions": stats.sessions,
-            "waiting": stats.waiting,
-            "in_match": stats.in_match,
+            "sessions": counts.sessions,
+            "waiting": video + text,
+            "in_match": counts.in_match,
         }))
         .into_response(),
-        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response(),
     }
+}
+
+/// `GET /metrics`: Prometheus text, with the gauges read now.
+async fn metrics(State(state): State<WsState>) -> Response {
+    let handle = crate::metrics::install();
+    let Ok((counts, video, text)) = state.hub.counts() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response();
+    };
+    metrics::gauge!(m::CONNECTIONS).set(state.limits.total() as f64);
+    metrics::gauge!(m::SESSIONS).set(counts.sessions as f64);
+    metrics::gauge!(m::CHATTING).set(counts.in_match as f64);
+    metrics::gauge!(m::WAITING, "mode" => "video").set(video as f64);
+    metrics::gauge!(m::WAITING, "mode" => "text").set(text as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }

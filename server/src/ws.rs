@@ -1,14 +1,14 @@
 //! `GET /ws`: the checks before the upgrade, then one reader and one writer per socket.
 //!
-//! The reader parses, rate-limits and validates every frame itself (so the hub only
-//! sees well-formed commands) and serializes relayed messages once, in the form the
-//! peer receives. The writer drains a bounded outbox and pings; a client that does
-//! not read fills the outbox and is closed rather than buffered without bound.
+//! One task per socket parses, rate-limits and validates every frame itself (so the
+//! hub only sees well-formed commands), serializes relayed messages once, in the form
+//! the peer receives, and calls the hub directly. The same task drains the socket's
+//! bounded outbox and pings; a client that does not read fills the outbox and is
+//! closed rather than buffered without bound.
 
-use crate::conn::{Conn, ConnId, Outbound};
-use crate::hub::{Command, HubHandle, RelayKind};
+use crate::hub::conn::{Conn, Outbound};
+use crate::hub::{ConnId, HubHandle, Input};
 use crate::limits::{ConnLimits, LimitError};
-use crate::metrics as m;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::{Quota, RateLimiter};
 use protocol::codec::decode_client;
-use protocol::{ClientMsg, ErrorCode, ResumeToken, ServerMsg, close};
+use protocol::{ErrorCode, ResumeToken, ServerMsg, close};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -124,74 +124,133 @@ pub async fn handler(
         })
 }
 
-/// Runs one socket until it closes. Generic over the transport so it can be driven
-/// by anything that speaks axum's `Message`.
-pub async fn serve_socket<S>(socket: S, ip: IpAddr, resume: Option<ResumeToken>, state: WsState)
+/// Runs one socket until it closes: one task reads, writes and pings, so a message
+/// for this socket wakes nothing but this task. Generic over the transport so it can
+/// be driven by anything that speaks axum's `Message`.
+pub async fn serve_socket<S>(mut socket: S, ip: IpAddr, resume: Option<ResumeToken>, state: WsState)
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
 {
     let settings = state.settings.clone();
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(settings.outbox);
+    let (tx, mut rx) = mpsc::channel(settings.outbox);
     let kill = CancellationToken::new();
     let id = ConnId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let queued = Arc::new(AtomicUsize::new(0));
     let conn = Conn::new(id, ip, tx, kill.clone(), queued.clone(), settings.outbox_bytes);
-    let writer = tokio::spawn(write_loop(sink, rx, queued, kill.clone(), settings.idle_timeout / 3));
-    if state.hub.send(Command::Connect { conn: conn.clone(), resume }).await.is_err() {
-        conn.close(close::SERVICE_RESTART, "server restarting");
-    } else {
-        let mut reader = Reader {
-            conn: conn.clone(),
-            hub: state.hub.clone(),
-            limiter: RateLimiter::direct(Quota::per_second(settings.rate_per_sec).allow_burst(settings.rate_burst)),
-            strikes: 0,
-            last_strike: Instant::now(),
-            flood_strikes: settings.flood_strikes,
-        };
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = kill.cancelled() => break,
-                next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
-            };
-            let msg = match next {
-                Err(_elapsed) => {
-                    conn.close(close::POLICY, "idle timeout");
-                    break;
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    if is_too_large(&e) {
-                        conn.close(close::TOO_LARGE, "message too big");
+    if state.hub.connect(conn.clone(), resume).is_err() {
+        let _ = send_close(&mut socket, close::SERVICE_RESTART, "server restarting").await;
+        return;
+    }
+    let mut reader = Reader {
+        conn,
+        hub: state.hub.clone(),
+        limiter: RateLimiter::direct(Quota::per_second(settings.rate_per_sec).allow_burst(settings.rate_burst)),
+        strikes: 0,
+        last_strike: Instant::now(),
+        flood_strikes: settings.flood_strikes,
+    };
+    let idle = settings.idle_timeout;
+    let mut ping = tokio::time::interval_at(Instant::now() + idle / 3, idle / 3);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One idle deadline, moved on only when it fires (a timer per frame would cost a
+    // timer-wheel update per message).
+    let mut last_heard = Instant::now();
+    let deadline = tokio::time::sleep(idle);
+    let cancelled = kill.cancelled();
+    tokio::pin!(deadline, cancelled);
+    let ending: Ending = loop {
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => break Ending::Close(close::POLICY, "not reading"),
+            out = rx.recv() => {
+                let Some(out) = out else { break Ending::Drop };
+                let written = tokio::select! {
+                    biased;
+                    _ = &mut cancelled => Err(Ending::Close(close::POLICY, "not reading")),
+                    r = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut socket, &mut rx, out, &queued)) => {
+                        r.unwrap_or(Err(Ending::Drop))
                     }
-                    break;
+                };
+                if let Err(ending) = written {
+                    break ending;
                 }
-                Ok(Some(Ok(msg))) => msg,
-            };
-            let flow = match msg {
-                Message::Text(text) => reader.text(text.as_str()).await,
-                Message::Binary(_) => reader.binary(),
-                Message::Ping(_) | Message::Pong(_) => Flow::Continue,
-                Message::Close(_) => break,
-            };
-            match flow {
-                Flow::Continue => {}
-                Flow::Flood => {
-                    conn.close(close::POLICY, "too many messages");
-                    break;
+            }
+            next = socket.next() => {
+                last_heard = Instant::now();
+                let msg = match next {
+                    None => break Ending::Drop,
+                    Some(Err(e)) if is_too_large(&e) => break Ending::Close(close::TOO_LARGE, "message too big"),
+                    Some(Err(_)) => break Ending::Drop,
+                    Some(Ok(msg)) => msg,
+                };
+                let flow = match msg {
+                    Message::Text(text) => reader.text(text.as_str()),
+                    Message::Binary(_) => reader.binary(),
+                    Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+                    Message::Close(_) => break Ending::Drop,
+                };
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Flood => break Ending::Close(close::POLICY, "too many messages"),
+                    Flow::HubGone => break Ending::Close(close::SERVICE_RESTART, "server restarting"),
                 }
-                Flow::HubGone => {
-                    conn.close(close::SERVICE_RESTART, "server restarting");
-                    break;
+            }
+            _ = &mut deadline => {
+                let due = last_heard + idle;
+                if Instant::now() >= due {
+                    break Ending::Close(close::POLICY, "idle timeout");
+                }
+                deadline.as_mut().reset(due);
+            }
+            _ = ping.tick() => {
+                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                    break Ending::Drop;
                 }
             }
         }
-        let _ = state.hub.send(Command::Disconnect { conn: id }).await;
+    };
+    let _ = state.hub.disconnect(id);
+    match ending {
+        Ending::Close(code, reason) => {
+            let _ = send_close(&mut socket, code, reason).await;
+        }
+        Ending::Drop => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+        }
     }
-    drop(conn);
-    // The writer ends once every handle to the outbox is gone or it has sent a close.
-    let _ = writer.await;
+}
+
+/// How a socket's task ends.
+enum Ending {
+    /// Send a close frame with this code first.
+    Close(u16, &'static str),
+    /// The connection is gone or broken: just let it go.
+    Drop,
+}
+
+/// Writes `first` and everything else already queued, then flushes once. `Ok` to go
+/// on; `Err` with how to end (a close the hub asked for, or a broken socket).
+async fn write_batch<S>(
+    socket: &mut S,
+    rx: &mut mpsc::Receiver<Outbound>,
+    first: Outbound,
+    queued: &AtomicUsize,
+) -> Result<(), Ending>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let mut next = Some(first);
+    while let Some(out) = next.take() {
+        match out {
+            Outbound::Frame(text) => {
+                Conn::taken(queued, text.len());
+                socket.feed(Message::Text(text)).await.map_err(|_| Ending::Drop)?;
+            }
+            Outbound::Close(code, reason) => return Err(Ending::Close(code, reason)),
+        }
+        next = rx.try_recv().ok();
+    }
+    socket.flush().await.map_err(|_| Ending::Drop)
 }
 
 fn is_too_large(e: &axum::Error) -> bool {
@@ -221,6 +280,7 @@ struct Reader {
 }
 
 impl Reader {
+    /// Answers the client itself, in order with what the hub sends it.
     fn reply(&self, msg: &ServerMsg) {
         let _ = self.conn.send(msg.to_json().into());
     }
@@ -239,7 +299,7 @@ impl Reader {
         if self.strikes > self.flood_strikes {
             return Some(Flow::Flood);
         }
-        metrics::counter!(m::RATE_LIMITED).increment(1);
+        self.hub.count_rate_limited();
         self.reply(&ServerMsg::error(ErrorCode::RateLimited, "too many messages; this one was dropped", None));
         Some(Flow::Continue)
     }
@@ -252,112 +312,31 @@ impl Reader {
         Flow::Continue
     }
 
-    async fn text(&mut self, text: &str) -> Flow {
+    fn text(&mut self, text: &str) -> Flow {
         if let Some(flow) = self.limited() {
             return flow;
         }
         let msg = match decode_client(text) {
             Ok(msg) => msg,
             Err(e) => {
-                metrics::counter!(m::CLIENT_ERRORS, "code" => e.code.as_str()).increment(1);
+                crate::hub::exporter::client_error(e.code);
                 self.reply(&e.to_server_msg());
                 return Flow::Continue;
             }
         };
-        let conn = self.conn.id;
         let received = std::time::Instant::now();
-        // Relayed messages are serialized here, once, in the form the peer receives.
-        let cmd = match msg {
-            ClientMsg::Signal { match_id, payload } => Command::Relay {
-                conn,
-                match_id,
-                kind: RelayKind::Signal,
-                frame: ServerMsg::Signal { match_id, payload }.to_json().into(),
-                received,
-            },
-            ClientMsg::Chat { match_id, text } => Command::Relay {
-                conn,
-                match_id,
-                kind: RelayKind::Chat,
-                frame: ServerMsg::Chat { match_id, text }.to_json().into(),
-                received,
-            },
-            ClientMsg::Typing { match_id, typing } => Command::Relay {
-                conn,
-                match_id,
-                kind: RelayKind::Typing,
-                frame: ServerMsg::Typing { match_id, typing }.to_json().into(),
-                received,
-            },
-            msg => Command::Client { conn, msg },
-        };
-        match self.hub.send(cmd).await {
-            Ok(()) => Flow::Continue,
+        let input = Input::from_client(self.conn.id, msg);
+        let relay = matches!(input, Input::Relay { .. });
+        match self.hub.input(input) {
+            Ok(step) => {
+                if relay && step.relayed_now {
+                    self.hub.record_relay_latency(received.elapsed());
+                }
+                Flow::Continue
+            }
             Err(_) => Flow::HubGone,
         }
     }
-}
-
-async fn write_loop<S>(
-    mut sink: S,
-    mut rx: mpsc::Receiver<Outbound>,
-    queued: Arc<AtomicUsize>,
-    kill: CancellationToken,
-    ping_every: Duration,
-) where
-    S: Sink<Message, Error = axum::Error> + Unpin,
-{
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = kill.cancelled() => {
-                let _ = send_close(&mut sink, close::POLICY, "not reading").await;
-                break;
-            }
-            out = rx.recv() => {
-                let Some(out) = out else {
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
-                    break;
-                };
-                // Queue everything already waiting, then flush once.
-                let mut next = Some(out);
-                let mut closing = None;
-                let mut ok = true;
-                while let Some(out) = next.take() {
-                    match out {
-                        Outbound::Frame(text) => {
-                            Conn::taken(&queued, text.len());
-                            if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(text))).await, Ok(Ok(()))) {
-                                ok = false;
-                                break;
-                            }
-                        }
-                        Outbound::Close(code, reason) => {
-                            closing = Some((code, reason));
-                            break;
-                        }
-                    }
-                    next = rx.try_recv().ok();
-                }
-                if let Some((code, reason)) = closing {
-                    let _ = send_close(&mut sink, code, reason).await;
-                    break;
-                }
-                if !ok || !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await, Ok(Ok(()))) {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
-                    break;
-                }
-            }
-        }
-    }
-    // Whatever ended the writer ends the reader too.
-    kill.cancel();
 }
 
 async fn send_close<S>(sink: &mut S, code: u16, reason: &'static str) -> Result<(), ()>

@@ -78,7 +78,7 @@ impl TestServer {
     }
 
     pub async fn stats(&self) -> HubStats {
-        self.hub.stats().await.unwrap()
+        self.hub.stats().unwrap()
     }
 
     /// Waits until the hub's tables satisfy `pred` (the hub processes commands

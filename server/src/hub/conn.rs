@@ -1,15 +1,12 @@
-//! The hub's handle on one live WebSocket: a bounded outbox and a kill switch.
+//! The shell's handle on one live socket: a bounded outbox and a kill switch.
 
+use super::model::ConnId;
 use axum::extract::ws::Utf8Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// Identifies one socket (a session may have several over its life, one at a time).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
 
 /// What a socket's writer task sends.
 #[derive(Debug)]

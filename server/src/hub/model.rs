@@ -1,0 +1,203 @@
+//! The hub's plain data: a session, its side of a match, its inbox, and how a match
+//! ended. No behaviour beyond small accessors lives here; the rooms next to this file
+//! (sessions, matches, relay, moderation) own the rules.
+
+use axum::extract::ws::Utf8Bytes;
+use matcher::{Avoid, Millis};
+use protocol::{LeftReason, MatchId, Preferences, ResumeToken, Role, SessionId};
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+/// A serialized server message, shared (not copied) by every socket it goes to.
+pub type Frame = Utf8Bytes;
+
+/// Identifies one socket (a session may have several over its life, one at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where a session is.
+#[derive(Debug)]
+pub enum State {
+    Idle,
+    /// Waiting since this time (kept across reconnects and preference changes).
+    Queued {
+        since: Millis,
+    },
+    Matched(Box<Side>),
+}
+
+/// One session's side of a match: what it knows of its peer.
+#[derive(Debug)]
+pub struct Side {
+    pub id: MatchId,
+    pub peer: SessionId,
+    /// The peer's address when the match began (reports count against it).
+    pub peer_ip: IpAddr,
+    pub role: Role,
+    pub common_interests: Vec<String>,
+    pub peer_country: Option<String>,
+}
+
+/// What is held for a session in its current match, owned by the receiving session:
+/// whoever owns the session decides whether a message goes out at once or waits.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// The client has sent `ready` for the current match (since its current socket).
+    pub ready: bool,
+    /// Signals held until `ready`.
+    pub pending: VecDeque<Frame>,
+    /// Bytes in `pending`.
+    pub pending_bytes: usize,
+    /// Chat lines that arrived while the socket was down.
+    pub missed_chat: VecDeque<Frame>,
+}
+
+/// The match a session was in last, for `report` / `block` after it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct PastMatch {
+    pub id: MatchId,
+    pub peer: SessionId,
+    pub peer_ip: IpAddr,
+}
+
+/// What ending a match means for whether the two may meet again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parting {
+    /// They may be paired again at once (`stop`, a lapsed grace period).
+    Free,
+    /// Kept apart until this time (`next`: protocol rule 5).
+    Cooldown(Millis),
+    /// Never paired again for the life of both sessions (`block`).
+    Block,
+}
+
+impl Parting {
+    /// The avoid entry's end: `None` for forever, `Some(t)` until `t`; no entry when free.
+    pub fn avoid_until(self) -> Option<Option<Millis>> {
+        match self {
+            Parting::Free => None,
+            Parting::Cooldown(t) => Some(Some(t)),
+            Parting::Block => Some(None),
+        }
+    }
+}
+
+/// One browser tab's session.
+#[derive(Debug)]
+pub struct Session {
+    pub token: ResumeToken,
+    /// The live socket; `None` while within the grace period.
+    pub conn: Option<ConnId>,
+    /// Address of the last socket.
+    pub ip: IpAddr,
+    /// When the grace period ends, while the socket is down.
+    pub grace_until: Option<Millis>,
+    /// The last accepted preferences (`next` reuses them).
+    pub prefs: Option<Preferences>,
+    pub state: State,
+    pub inbox: Inbox,
+    /// Sessions not to be paired with: cooldowns after `next`, blocks forever.
+    pub avoid: Vec<Avoid>,
+    pub last_match: Option<PastMatch>,
+    /// Matches this session has reported (at most its current and last): one report
+    /// per match counts, however often it is sent.
+    pub reported: Vec<MatchId>,
+    /// A `peer_left` that could not be delivered because the socket was down; sent
+    /// when the session resumes.
+    pub missed_left: Option<(MatchId, LeftReason)>,
+}
+
+impl Session {
+    /// A fresh idle session on socket `conn`.
+    pub fn new(token: ResumeToken, conn: ConnId, ip: IpAddr) -> Self {
+        Self {
+            token,
+            conn: Some(conn),
+            ip,
+            grace_until: None,
+            prefs: None,
+            state: State::Idle,
+            inbox: Inbox::default(),
+            avoid: Vec::new(),
+            last_match: None,
+            reported: Vec::new(),
+            missed_left: None,
+        }
+    }
+
+    /// This session's side of `match_id`, if that is its current match.
+    pub fn side(&self, match_id: MatchId) -> Option<&Side> {
+        match &self.state {
+            State::Matched(side) if side.id == match_id => Some(side),
+            _ => None,
+        }
+    }
+
+    /// Its current match, if any.
+    pub fn current_match(&self) -> Option<&Side> {
+        match &self.state {
+            State::Matched(side) => Some(side),
+            _ => None,
+        }
+    }
+}
+
+/// Per-match messages relayed to the peer, serialized once by the sender's socket task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// Held until the receiver's `ready`.
+    Signal,
+    /// Delivered at once (kept briefly while the receiver is reconnecting).
+    Chat,
+    /// Delivered at once, or dropped.
+    Typing,
+}
+
+impl RelayKind {
+    /// Metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RelayKind::Signal => "signal",
+            RelayKind::Chat => "chat",
+            RelayKind::Typing => "typing",
+        }
+    }
+}
+
+/// A message from one session to another about their match, delivered to the
+/// receiving session wherever it lives (the bus). Each session changes only its own
+/// state; what its peer must do travels as an envelope.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub from: SessionId,
+    pub match_id: MatchId,
+    pub body: Body,
+}
+
+/// What an [`Envelope`] says.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// You are matched with `from` (sent by the side that took the pair).
+    Started(Box<Started>),
+    /// A signal, chat line or typing indicator from your peer.
+    Relay { kind: RelayKind, frame: Frame },
+    /// Your signal was dropped: the peer holds as many as it may before its `ready`.
+    BufferFull,
+    /// Your peer ended the match.
+    Left { reason: LeftReason, parting: Parting },
+    /// Your peer's socket dropped; the match is held for its grace period.
+    Away,
+    /// Your peer is back (or replaced its socket) and negotiates again.
+    Back,
+    /// Your peer blocked you after the match ended: never pair the two again.
+    Block,
+}
+
+/// The receiving side's view of a new match.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub role: Role,
+    pub common_interests: Vec<String>,
+    pub peer_country: Option<String>,
+    pub peer_ip: IpAddr,
+}

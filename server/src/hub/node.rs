@@ -1,0 +1,140 @@
+//! A node: the core joined to its backend, still without I/O. It feeds one input to
+//! the core, carries the core's requests to the backend and the backend's answers
+//! back as inputs until both are quiet, and hands what is left (frames, closes,
+//! metrics) to the caller. The tokio shell and the unit tests drive the same code.
+
+use super::backend::Backend;
+use super::config::HubConfig;
+use super::core::{Counts, HubCore, IdSource};
+use super::io::{Input, Output};
+use matcher::Millis;
+use protocol::Mode;
+
+/// Sizes of every table (tests and diagnostics; walks every session).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub sessions: usize,
+    pub live_sockets: usize,
+    /// Sockets opened and not yet welcomed.
+    pub pending: usize,
+    pub tokens: usize,
+    pub waiting: usize,
+    pub waiting_video: usize,
+    pub in_match: usize,
+    pub grace_timers: usize,
+    /// Messages held in inboxes (signals before `ready`, chat while away), over every
+    /// session whatever its state.
+    pub buffered_signals: usize,
+    /// Reports counted so far, over all reported addresses.
+    pub reports: u64,
+    /// Addresses holding sessions.
+    pub addresses: usize,
+    /// Entries in the per-address queues of sessions within their grace period.
+    pub away: usize,
+}
+
+impl HubStats {
+    /// Whether every table is empty (reports are kept on purpose).
+    pub fn is_empty(&self) -> bool {
+        let HubStats {
+            sessions,
+            live_sockets,
+            pending,
+            tokens,
+            waiting,
+            waiting_video: _,
+            in_match,
+            grace_timers,
+            buffered_signals,
+            reports: _,
+            addresses,
+            away,
+        } = *self;
+        sessions
+            + live_sockets
+            + pending
+            + tokens
+            + waiting
+            + in_match
+            + grace_timers
+            + buffered_signals
+            + addresses
+            + away
+            == 0
+    }
+}
+
+/// The core and its backend.
+#[derive(Debug)]
+pub struct Node {
+    core: HubCore,
+    backend: Backend,
+}
+
+impl Node {
+    pub fn new(config: HubConfig, backend: Backend, ids: Box<dyn IdSource>, unix_at_zero: u64) -> Self {
+        Self { core: HubCore::new(config, ids, unix_at_zero), backend }
+    }
+
+    /// Takes one input at `now`; what must reach sockets and metrics goes to `out`.
+    pub fn handle(&mut self, input: Input, now: Millis, out: &mut Vec<Output>) {
+        self.core.handle(input, now);
+        self.settle(now, out);
+    }
+
+    /// Lets time pass: grace periods, online pushes, matchmaking fallbacks.
+    pub fn timer(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.core.handle(Input::Timer, now);
+        self.backend.matchmaking.tick(now);
+        self.settle(now, out);
+    }
+
+    /// When [`Node::timer`] is due next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        [self.core.poll_timeout(), self.backend.matchmaking.next_deadline()].into_iter().flatten().min()
+    }
+
+    /// Exchanges requests and answers between core and backend until both are quiet.
+    fn settle(&mut self, now: Millis, out: &mut Vec<Output>) {
+        loop {
+            while let Some(output) = self.core.poll_output() {
+                match output {
+                    Output::Backend(req) => self.backend.request(req, now),
+                    other => out.push(other),
+                }
+            }
+            match self.backend.poll_event() {
+                Some(event) => self.core.handle(Input::Backend(event), now),
+                None => return,
+            }
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.core.counts()
+    }
+
+    /// Tickets waiting in `mode`.
+    pub fn waiting(&self, mode: Mode) -> usize {
+        self.backend.matchmaking.waiting(mode)
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let sessions = self.core.sessions();
+        let waiting_video = self.waiting(Mode::Video);
+        HubStats {
+            sessions: sessions.len(),
+            live_sockets: sessions.live(),
+            pending: sessions.pending(),
+            tokens: self.backend.directory.tokens(),
+            waiting: waiting_video + self.waiting(Mode::Text),
+            waiting_video,
+            in_match: sessions.iter().filter(|s| s.current_match().is_some()).count(),
+            grace_timers: sessions.grace_timers(),
+            buffered_signals: sessions.iter().map(|s| s.inbox.held()).sum(),
+            reports: self.core.reports(),
+            addresses: self.backend.directory.addresses(),
+            away: sessions.away(),
+        }
+    }
+}
