@@ -287,7 +287,14 @@ async fn a_second_socket_replaces_the_first_with_close_4001() {
     // The new tab builds a new peer connection: the peer is told to negotiate again.
     assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id });
     b.expect_silence(Duration::from_millis(200)).await;
-    assert_eq!(server.stats().await.live_sockets, 2, "never two sockets for one session");
+    // The replaced socket has closed by now; its close must not send the session away
+    // (no grace timer, no place in its address's absent queue) while a2 is live.
+    let stats = server.stats().await;
+    assert_eq!(
+        (stats.sessions, stats.live_sockets, stats.grace_timers, stats.away),
+        (2, 2, 0, 0),
+        "never two sockets for one session, and the old one's close changes nothing"
+    );
     a2.send(&ClientMsg::Chat { match_id: id, text: "new tab".into() }).await;
     assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "new tab".into() });
     server.stop().await;

@@ -30,6 +30,8 @@ pub mod relay;
 pub mod sessions;
 pub mod shell;
 
+#[cfg(test)]
+mod tests;
 
 pub use config::HubConfig;
 pub use core::{Counts, HubCore, IdSource};
