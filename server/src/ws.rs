@@ -6,8 +6,8 @@
 //! bounded outbox and pings; a client that does not read fills the outbox and is
 //! closed rather than buffered without bound.
 
-use crate::hub::conn::{Conn, Outbound};
-use crate::hub::{ConnId, HubHandle, Input};
+use crate::hub::conn::{Conn, Kill, Outbound};
+use crate::hub::{ConnId, Frame, HubHandle, Input};
 use crate::limits::{ConnLimits, LimitError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// A write that takes longer than this means the client is not reading.
@@ -133,7 +132,7 @@ where
 {
     let settings = state.settings.clone();
     let (tx, mut rx) = mpsc::channel(settings.outbox);
-    let kill = CancellationToken::new();
+    let kill = Arc::new(Kill::default());
     let id = ConnId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let queued = Arc::new(AtomicUsize::new(0));
     let conn = Conn::new(id, ip, tx, kill.clone(), queued.clone(), settings.outbox_bytes);
@@ -143,6 +142,7 @@ where
     }
     let mut reader = Reader {
         conn,
+        replies: Vec::new(),
         hub: state.hub.clone(),
         limiter: RateLimiter::direct(Quota::per_second(settings.rate_per_sec).allow_burst(settings.rate_burst)),
         strikes: 0,
@@ -156,18 +156,18 @@ where
     // timer-wheel update per message).
     let mut last_heard = Instant::now();
     let deadline = tokio::time::sleep(idle);
-    let cancelled = kill.cancelled();
-    tokio::pin!(deadline, cancelled);
+    let killed = kill.triggered();
+    tokio::pin!(deadline, killed);
     let ending: Ending = loop {
         tokio::select! {
             biased;
-            _ = &mut cancelled => break Ending::Close(close::POLICY, "not reading"),
+            _ = &mut killed => break Ending::Close(close::POLICY, "not reading"),
             out = rx.recv() => {
                 let Some(out) = out else { break Ending::Drop };
                 let written = tokio::select! {
                     biased;
-                    _ = &mut cancelled => Err(Ending::Close(close::POLICY, "not reading")),
-                    r = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut socket, &mut rx, out, &queued)) => {
+                    _ = &mut killed => Err(Ending::Close(close::POLICY, "not reading")),
+                    r = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut socket, &mut rx, Some(out), &queued, &mut [])) => {
                         r.unwrap_or(Err(Ending::Drop))
                     }
                 };
@@ -189,6 +189,20 @@ where
                     Message::Ping(_) | Message::Pong(_) => Flow::Continue,
                     Message::Close(_) => break Ending::Drop,
                 };
+                // What the hub answered this client goes out now (see `HubHandle::input`).
+                if !reader.replies.is_empty() {
+                    let written = tokio::select! {
+                        biased;
+                        _ = &mut killed => Err(Ending::Close(close::POLICY, "not reading")),
+                        r = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut socket, &mut rx, None, &queued, &mut reader.replies)) => {
+                            r.unwrap_or(Err(Ending::Drop))
+                        }
+                    };
+                    reader.replies.clear();
+                    if let Err(ending) = written {
+                        break ending;
+                    }
+                }
                 match flow {
                     Flow::Continue => {}
                     Flow::Flood => break Ending::Close(close::POLICY, "too many messages"),
@@ -228,18 +242,23 @@ enum Ending {
     Drop,
 }
 
-/// Writes `first` and everything else already queued, then flushes once. `Ok` to go
-/// on; `Err` with how to end (a close the hub asked for, or a broken socket).
+/// Writes `replies` (frames the hub handed this task directly, older than anything
+/// in the outbox), then `first` and everything else already queued, then flushes
+/// once. `Err` says how to end (a close the hub asked for, or a broken socket).
 async fn write_batch<S>(
     socket: &mut S,
     rx: &mut mpsc::Receiver<Outbound>,
-    first: Outbound,
+    first: Option<Outbound>,
     queued: &AtomicUsize,
+    replies: &mut [Frame],
 ) -> Result<(), Ending>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let mut next = Some(first);
+    for frame in replies {
+        socket.feed(Message::Text(std::mem::take(frame))).await.map_err(|_| Ending::Drop)?;
+    }
+    let mut next = first.or_else(|| rx.try_recv().ok());
     while let Some(out) = next.take() {
         match out {
             Outbound::Frame(text) => {
@@ -272,6 +291,8 @@ enum Flow {
 
 struct Reader {
     conn: Conn,
+    /// Frames the hub handed back for this client (see `HubHandle::input`).
+    replies: Vec<Frame>,
     hub: HubHandle,
     limiter: governor::DefaultDirectRateLimiter,
     strikes: u32,
@@ -327,7 +348,7 @@ impl Reader {
         let received = std::time::Instant::now();
         let input = Input::from_client(self.conn.id, msg);
         let relay = matches!(input, Input::Relay { .. });
-        match self.hub.input(input) {
+        match self.hub.input(self.conn.id, input, &mut self.replies) {
             Ok(step) => {
                 if relay && step.relayed_now {
                     self.hub.record_relay_latency(received.elapsed());

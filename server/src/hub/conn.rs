@@ -2,11 +2,47 @@
 
 use super::model::ConnId;
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+
+/// A one-way switch that ends a socket's task (its client does not read, or its
+/// writes failed). Polling it is two atomic operations, where a cancellation token
+/// takes a lock: the socket's task checks it around every message.
+#[derive(Debug, Default)]
+pub struct Kill {
+    set: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Kill {
+    /// Ends the socket's task.
+    pub fn trigger(&self) {
+        self.set.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    fn poll_set(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_set() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.is_set() { Poll::Ready(()) } else { Poll::Pending }
+    }
+
+    /// Resolves once triggered.
+    pub fn triggered(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_set(cx))
+    }
+}
 
 /// What a socket's writer task sends.
 #[derive(Debug)]
@@ -23,7 +59,7 @@ pub struct Conn {
     pub id: ConnId,
     pub ip: IpAddr,
     tx: mpsc::Sender<Outbound>,
-    kill: CancellationToken,
+    kill: Arc<Kill>,
     /// Bytes of frames queued and not yet taken by the writer (shared with it).
     queued: Arc<AtomicUsize>,
     /// Most bytes that may be queued: the count bound alone would let a client that
@@ -47,7 +83,7 @@ impl Conn {
         id: ConnId,
         ip: IpAddr,
         tx: mpsc::Sender<Outbound>,
-        kill: CancellationToken,
+        kill: Arc<Kill>,
         queued: Arc<AtomicUsize>,
         max_queued: usize,
     ) -> Self {
@@ -61,7 +97,7 @@ impl Conn {
         let len = frame.len();
         if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.max_queued {
             self.queued.fetch_sub(len, Ordering::Relaxed);
-            self.kill.cancel();
+            self.kill.trigger();
             return Err(SendError::Full);
         }
         match self.tx.try_send(Outbound::Frame(frame)) {
@@ -71,12 +107,18 @@ impl Conn {
                 match e {
                     mpsc::error::TrySendError::Closed(_) => Err(SendError::Closed),
                     mpsc::error::TrySendError::Full(_) => {
-                        self.kill.cancel();
+                        self.kill.trigger();
                         Err(SendError::Full)
                     }
                 }
             }
         }
+    }
+
+    /// Nothing is queued: a frame handed to the socket's task directly goes out in
+    /// order.
+    pub fn is_idle(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0 && self.tx.capacity() == self.tx.max_capacity()
     }
 
     /// The writer took a frame of `len` bytes off the outbox.
@@ -88,7 +130,7 @@ impl Conn {
     pub fn close(&self, code: u16, reason: &'static str) {
         if self.tx.try_send(Outbound::Close(code, reason)).is_err() {
             // Outbox full or writer gone: stop it outright.
-            self.kill.cancel();
+            self.kill.trigger();
         }
     }
 }

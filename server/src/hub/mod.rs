@@ -10,7 +10,8 @@
 //! - [`sessions`] — the registry: by id and socket, grace timers, per-address queues.
 //! - [`matches`] — starting and ending one side of a match, avoid lists.
 //! - [`moderation`] — reports.
-//! - [`core`] — every protocol rule: `handle(input, now)`, `poll_output()`.
+//! - [`core`] — every protocol rule: `handle(input, now)`, `poll_output()`; one file
+//!   each for connections, commands, matching and delivery.
 //! - [`node`] — the core joined to its backend (still no I/O).
 //! - [`conn`] — the shell's handle on a socket: bounded outbox, kill switch.
 //! - [`exporter`] — the core's metrics onto Prometheus.

@@ -14,12 +14,13 @@ use super::conn::{Conn, SendError};
 use super::core::{Counts, RandomIds};
 use super::exporter::Metrics;
 use super::io::{Input, Metric, Output};
-use super::model::ConnId;
+use super::model::{ConnId, Frame};
 use super::node::{HubStats, Node};
 use matcher::Millis;
 use protocol::{Mode, ResumeToken};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -54,8 +55,17 @@ struct Shared {
     metrics: Metrics,
     /// Cancelled when the hub stops, for good.
     stopped: CancellationToken,
+    /// The same, read on every step without the token's lock.
+    halted: AtomicBool,
     /// Why the hub failed, if it did.
     failure: OnceLock<String>,
+}
+
+impl Shared {
+    fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
+        self.stopped.cancel();
+    }
 }
 
 #[derive(Debug)]
@@ -85,6 +95,7 @@ impl HubHandle {
             wake: Notify::new(),
             metrics: Metrics::new(),
             stopped: CancellationToken::new(),
+            halted: AtomicBool::new(false),
             failure: OnceLock::new(),
         });
         let handle = Self { shared };
@@ -102,9 +113,11 @@ impl HubHandle {
         .map(drop)
     }
 
-    /// A message from a socket.
-    pub fn input(&self, input: Input) -> Result<Step, HubGone> {
-        self.step(|st, now| st.node.handle(input, now, &mut st.out)).map(|((), step)| step)
+    /// A message from socket `from`. Frames for `from` itself go into `replies` for
+    /// its own task to write (no trip through its outbox) while its outbox is empty,
+    /// so they still go out in order.
+    pub fn input(&self, from: ConnId, input: Input, replies: &mut Vec<Frame>) -> Result<Step, HubGone> {
+        self.step_for(Some((from, replies)), |st, now| st.node.handle(input, now, &mut st.out)).map(|((), step)| step)
     }
 
     /// A socket closed.
@@ -154,7 +167,7 @@ impl HubHandle {
 
     /// Stops the timer task (the server is done).
     pub fn shutdown(&self) {
-        self.shared.stopped.cancel();
+        self.shared.halt();
     }
 
     fn now(&self) -> Millis {
@@ -164,8 +177,17 @@ impl HubHandle {
     /// Runs `f` on the state under the lock, then carries out its outputs. A panic in
     /// `f` fails the hub (see the module docs).
     fn step<R>(&self, f: impl FnOnce(&mut ShellState, Millis) -> R) -> Result<(R, Step), HubGone> {
+        self.step_for(None, f)
+    }
+
+    /// [`HubHandle::step`], handing frames for the socket `own` to its caller.
+    fn step_for<R>(
+        &self,
+        mut own: Option<(ConnId, &mut Vec<Frame>)>,
+        f: impl FnOnce(&mut ShellState, Millis) -> R,
+    ) -> Result<(R, Step), HubGone> {
         let shared = &*self.shared;
-        if shared.stopped.is_cancelled() {
+        if shared.halted.load(Ordering::Acquire) {
             return Err(HubGone);
         }
         let now = self.now();
@@ -177,7 +199,7 @@ impl HubHandle {
                 let why = panic_message(&panic);
                 tracing::error!("the hub failed: {why}");
                 let _ = shared.failure.set(why);
-                shared.stopped.cancel();
+                shared.halt();
                 return Err(HubGone);
             }
         };
@@ -185,9 +207,12 @@ impl HubHandle {
         for output in st.out.drain(..) {
             match output {
                 Output::Send { conn, frame } => {
-                    if let Some(c) = st.conns.get(&conn)
-                        && let Err(SendError::Full) = c.send(frame)
+                    let Some(c) = st.conns.get(&conn) else { continue };
+                    if let Some((_, replies)) = own.as_mut().filter(|(id, _)| *id == conn)
+                        && c.is_idle()
                     {
+                        replies.push(frame);
+                    } else if let Err(SendError::Full) = c.send(frame) {
                         tracing::info!(conn = conn.0, "closing a socket that does not read its messages");
                     }
                 }

@@ -1,0 +1,148 @@
+//! Sockets and sessions: welcome, resume, replacement, grace, expiry.
+
+use super::HubCore;
+use crate::hub::backend::{Request, Resolved};
+use crate::hub::io::Output;
+use crate::hub::model::Parting;
+use crate::hub::model::{Body, ConnId, Frame, Session, State};
+use matcher::Millis;
+use protocol::{LeftReason, ResumeToken, ServerMsg, SessionId, close};
+
+impl HubCore {
+    /// The directory answered for a new socket: resume its session or start one.
+    pub(super) fn resolved(&mut self, r: Resolved) {
+        let Some((ip, _)) = self.sessions.take_pending(r.conn) else {
+            return; // closed before its welcome
+        };
+        if let Some(sid) = r.session.filter(|&s| self.sessions.get(s).is_some()) {
+            self.attach(sid, r.conn, ip);
+            self.welcome(sid, true);
+            self.restore(sid);
+            return;
+        }
+        if r.at_address >= self.config.max_sessions_per_ip
+            && let Some(oldest) = self.sessions.longest_away(ip)
+        {
+            self.expire(oldest);
+        }
+        let sid = SessionId(self.ids.next_id());
+        let token = ResumeToken(self.ids.next_id());
+        self.sessions.insert(sid, Session::new(token.clone(), r.conn, ip));
+        self.request(Request::Register { session: sid, token, ip });
+        self.welcome(sid, false);
+    }
+
+    pub(super) fn welcome(&mut self, sid: SessionId, resumed: bool) {
+        let session = self.sessions.get(sid).expect("welcoming a session of this node");
+        let welcome = ServerMsg::Welcome {
+            protocol: protocol::PROTOCOL_VERSION,
+            session_id: sid,
+            resume_token: session.token.clone(),
+            resumed,
+            ice_servers: self.config.ice.servers_at(sid, self.unix_now()),
+            online: self.online_counts(),
+        };
+        self.send(sid, &welcome);
+    }
+
+    pub(super) fn unix_now(&self) -> u64 {
+        self.unix_at_zero + self.now / 1000
+    }
+
+    /// Gives `sid` the socket `conn`, replacing a live one (closed with 4001) or
+    /// ending its grace period.
+    pub(super) fn attach(&mut self, sid: SessionId, conn: ConnId, ip: std::net::IpAddr) {
+        let attached = self.sessions.attach(sid, conn, ip);
+        if let Some(old) = attached.replaced {
+            self.out.push_back(Output::Close {
+                conn: old,
+                code: close::REPLACED,
+                reason: "replaced by a newer connection",
+            });
+        }
+        let session = self.sessions.get(sid).expect("just attached");
+        if attached.moved {
+            let token = session.token.clone();
+            self.request(Request::Register { session: sid, token, ip });
+        }
+        // Either way the session's client starts a new peer connection (see
+        // `restore`), so the peer must negotiate again.
+        if (attached.replaced.is_some() || attached.returned)
+            && let Some(side) = self.sessions.get(sid).and_then(Session::current_match)
+        {
+            let (peer, id) = (side.peer, side.id);
+            self.forward(peer, sid, id, Body::Back);
+        }
+    }
+
+    /// Tells a resumed session where it stands.
+    pub(super) fn restore(&mut self, sid: SessionId) {
+        let session = self.sessions.get_mut(sid).expect("restoring a session of this node");
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut requeue = None;
+        match &session.state {
+            State::Idle => {
+                if let Some((match_id, reason)) = session.missed_left.take() {
+                    frames.push(ServerMsg::PeerLeft { match_id, reason }.to_json().into());
+                }
+            }
+            &State::Queued { since } => {
+                let mode = session.prefs.as_ref().expect("a queued session has preferences").mode;
+                frames.push(ServerMsg::Queued { mode }.to_json().into());
+                requeue = Some(since);
+            }
+            State::Matched(side) => {
+                let matched = ServerMsg::Matched {
+                    match_id: side.id,
+                    role: side.role,
+                    common_interests: side.common_interests.clone(),
+                    peer_country: side.peer_country.clone(),
+                    // `welcome` just carried fresh ICE servers.
+                    ice_servers: None,
+                };
+                frames.push(matched.to_json().into());
+                frames.extend(session.inbox.reconnected());
+            }
+        }
+        for frame in frames {
+            self.send_frame(sid, frame);
+        }
+        if let Some(since) = requeue {
+            self.submit(sid, since);
+        }
+    }
+
+    pub(super) fn disconnect(&mut self, conn: ConnId) {
+        if self.sessions.take_pending(conn).is_some() {
+            return;
+        }
+        let until = self.now + self.config.grace.as_millis() as Millis;
+        let Some(sid) = self.sessions.detach(conn, until) else {
+            return;
+        };
+        let session = self.sessions.get_mut(sid).expect("just detached");
+        match &session.state {
+            State::Idle => {}
+            // Out of the pool while away, so nobody is paired with an empty chair;
+            // `since` is kept, so resuming restores the place.
+            State::Queued { .. } => self.request(Request::Withdraw { session: sid }),
+            State::Matched(side) => {
+                let (peer, id) = (side.peer, side.id);
+                session.inbox.went_away();
+                self.forward(peer, sid, id, Body::Away);
+            }
+        }
+    }
+
+    /// The session is gone for good (its grace period ran out, or its address needs
+    /// the room).
+    pub(super) fn expire(&mut self, sid: SessionId) {
+        self.end_match(sid, LeftReason::Disconnected, Parting::Free);
+        if let Some(session) = self.sessions.remove(sid) {
+            if matches!(session.state, State::Queued { .. }) && session.conn.is_some() {
+                self.request(Request::Withdraw { session: sid });
+            }
+            self.request(Request::Unregister { session: sid });
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The hub core: every protocol rule, as a state machine with no I/O.
+//!
+//! [`HubCore::handle`] takes one [`Input`] and the current time; [`HubCore::poll_output`]
+//! then yields what to do (send a frame, close a socket, count a metric, ask the
+//! backend). [`HubCore::poll_timeout`] says when to come back with [`Input::Timer`].
+//! Ids and tokens come from an injected [`IdSource`]. Each session changes only its own
+//! state: what another session must do goes out as an [`Envelope`] through the bus, so
+//! the two sides of a match may live on different nodes.
+//!
+//! The rules are split by job: `connections` (welcome, resume, grace), `commands`
+//! (what a client asks), `matching` (pairs in, matches started and ended) and
+//! `delivery` (envelopes into the receiving session). This file holds the state, the
+//! dispatch and the output helpers they share.
+
+mod commands;
+mod connections;
+mod delivery;
+mod matching;
+
+use super::backend::{Event, Request};
+use super::config::HubConfig;
+use super::io::{Input, Metric, Output};
+use super::model::{Body, ConnId, Envelope, Frame};
+use super::moderation::Moderation;
+use super::sessions::Sessions;
+use matcher::Millis;
+use protocol::{ErrorCode, MatchId, OnlineCounts, ServerMsg, SessionId, close};
+use std::collections::VecDeque;
+use uuid::Uuid;
+
+/// Where session ids, match ids and resume tokens come from.
+pub trait IdSource: Send {
+    fn next_id(&mut self) -> Uuid;
+}
+
+/// Random version-4 UUIDs (resume tokens are credentials: they must not be guessable).
+#[derive(Debug, Default)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn next_id(&mut self) -> Uuid {
+        Uuid::new_v4()
+    }
+}
+
+/// Sizes the core can tell cheaply (no walk over sessions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub sessions: usize,
+    pub live_sockets: usize,
+    pub in_match: usize,
+}
+
+/// When `online` counts go out next.
+#[derive(Debug, Default)]
+struct OnlinePush {
+    /// The counts last pushed.
+    pushed: OnlineCounts,
+    last_at: Option<Millis>,
+    /// A push is due at this time (the counts changed since the last one).
+    due: Option<Millis>,
+}
+
+/// The rules. See the module docs.
+pub struct HubCore {
+    config: HubConfig,
+    ids: Box<dyn IdSource>,
+    /// Unix seconds at millisecond 0 of the core's clock (TURN credential expiry).
+    unix_at_zero: u64,
+    sessions: Sessions,
+    moderation: Moderation,
+    /// Sessions of this node in a match.
+    chatting: u32,
+    online: OnlinePush,
+    out: VecDeque<Output>,
+    now: Millis,
+}
+
+impl std::fmt::Debug for HubCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubCore").field("sessions", &self.sessions.len()).field("now", &self.now).finish()
+    }
+}
+
+impl HubCore {
+    /// A core with no sessions. `unix_at_zero`: the wall clock (Unix seconds) when
+    /// the caller's millisecond clock read 0.
+    pub fn new(config: HubConfig, ids: Box<dyn IdSource>, unix_at_zero: u64) -> Self {
+        Self {
+            config,
+            ids,
+            unix_at_zero,
+            sessions: Sessions::default(),
+            moderation: Moderation::default(),
+            chatting: 0,
+            online: OnlinePush::default(),
+            out: VecDeque::new(),
+            now: 0,
+        }
+    }
+
+    /// Takes one input at time `now` (milliseconds on a monotonic scale).
+    pub fn handle(&mut self, input: Input, now: Millis) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Connect { conn, ip, resume } => {
+                self.sessions.open(conn, ip, resume.clone());
+                self.request(Request::Resolve { conn, ip, token: resume });
+            }
+            Input::Command { conn, cmd } => {
+                if let Some(sid) = self.sessions.of_conn(conn) {
+                    self.command(sid, cmd);
+                }
+            }
+            Input::Relay { conn, match_id, kind, frame } => {
+                if let Some(sid) = self.sessions.of_conn(conn) {
+                    self.relay(sid, match_id, kind, frame);
+                }
+            }
+            Input::Disconnect { conn } => self.disconnect(conn),
+            Input::Drain => {
+                let conns: Vec<ConnId> = self.sessions.live_conns().collect();
+                for conn in conns {
+                    self.out.push_back(Output::Close {
+                        conn,
+                        code: close::SERVICE_RESTART,
+                        reason: "server restarting",
+                    });
+                }
+            }
+            Input::Timer => {
+                while let Some(sid) = self.sessions.expired(self.now) {
+                    self.expire(sid);
+                }
+            }
+            Input::Backend(Event::Resolved(r)) => self.resolved(r),
+            Input::Backend(Event::Delivered { to, envelope }) => self.deliver(to, envelope),
+            Input::Backend(Event::Paired(p)) => self.paired(p),
+        }
+        self.push_online();
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`HubCore::handle`] with [`Input::Timer`] next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        [self.sessions.next_expiry(), self.online.due].into_iter().flatten().min()
+    }
+
+    /// The session registry (read-only, for statistics).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Reports counted so far.
+    pub fn reports(&self) -> u64 {
+        self.moderation.total()
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts { sessions: self.sessions.len(), live_sockets: self.sessions.live(), in_match: self.chatting as usize }
+    }
+
+    // ----- output helpers ------------------------------------------------------
+
+    fn request(&mut self, req: Request) {
+        self.out.push_back(Output::Backend(req));
+    }
+
+    fn metric(&mut self, m: Metric) {
+        self.out.push_back(Output::Metric(m));
+    }
+
+    fn forward(&mut self, to: SessionId, from: SessionId, match_id: MatchId, body: Body) {
+        self.request(Request::Forward { to, envelope: Envelope { from, match_id, body } });
+    }
+
+    /// Queues `frame` on `sid`'s socket; `false` when it has none (away).
+    fn send_frame(&mut self, sid: SessionId, frame: Frame) -> bool {
+        match self.sessions.get(sid).and_then(|s| s.conn) {
+            Some(conn) => {
+                self.out.push_back(Output::Send { conn, frame });
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn send(&mut self, sid: SessionId, msg: &ServerMsg) -> bool {
+        self.send_frame(sid, msg.to_json().into())
+    }
+
+    fn error(&mut self, sid: SessionId, code: ErrorCode, message: &str, match_id: Option<MatchId>) {
+        self.metric(Metric::ClientError(code));
+        self.send(sid, &ServerMsg::error(code, message, match_id));
+    }
+
+    fn online_counts(&self) -> OnlineCounts {
+        OnlineCounts { count: self.sessions.len() as u32, chatting: self.chatting }
+    }
+
+    /// Pushes `online` to every socket when the counts changed, at most once per
+    /// `online_interval`.
+    fn push_online(&mut self) {
+        let counts = self.online_counts();
+        if counts == self.online.pushed {
+            self.online.due = None;
+            return;
+        }
+        let interval = self.config.online_interval.as_millis() as Millis;
+        let due =
+            *self.online.due.get_or_insert(self.online.last_at.map_or(self.now, |t| (t + interval).max(self.now)));
+        if due > self.now {
+            return;
+        }
+        self.online = OnlinePush { pushed: counts, last_at: Some(self.now), due: None };
+        let frame: Frame = ServerMsg::Online(counts).to_json().into();
+        let conns: Vec<ConnId> = self.sessions.live_conns().collect();
+        for conn in conns {
+            self.out.push_back(Output::Send { conn, frame: frame.clone() });
+        }
+    }
+}
