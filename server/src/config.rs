@@ -128,6 +128,12 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_MISSED_CHAT", default_value_t = crate::hub::config::MISSED_CHAT_LIMIT)]
     pub missed_chat: usize,
 
+    /// Threads running socket tasks. Default: one fewer than the CPUs (at least one),
+    /// leaving a core to the kernel's network stack, which does about half of a
+    /// signaling server's work; extra workers mostly add cross-thread wake-ups.
+    #[arg(long, env = "LETSMEET_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
     /// small and idle sockets dominate memory; larger messages are read in several steps.
     #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 1024)]
@@ -196,6 +202,14 @@ impl Config {
 
     pub fn rematch_cooldown(&self) -> Duration {
         Duration::from_secs_f64(self.rematch_cooldown_secs)
+    }
+
+    /// Worker threads for the runtime (see the flag).
+    pub fn worker_threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            usize::from,
+        )
     }
 
     /// Sessions one address may hold (see the flag).

@@ -6,9 +6,18 @@ use server::Config;
 use server::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    let threads = config.worker_threads();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log).with_context(|| format!("invalid --log filter `{}`", config.log))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {

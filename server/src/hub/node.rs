@@ -94,6 +94,12 @@ impl Node {
         [self.core.poll_timeout(), self.backend.matchmaking.next_deadline()].into_iter().flatten().min()
     }
 
+    /// Takes whatever the backend holds for this node (a shared backend delivers
+    /// envelopes and pairs from other nodes), until core and backend are both quiet.
+    pub fn poll(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.settle(now, out);
+    }
+
     /// Exchanges requests and answers between core and backend until both are quiet.
     fn settle(&mut self, now: Millis, out: &mut Vec<Output>) {
         loop {

@@ -3,6 +3,7 @@
 //! the millisecond the node asks for, so grace periods, fallbacks and cooldowns are
 //! checked to the millisecond.
 
+mod cluster;
 mod matching;
 mod relay;
 mod sessions;
