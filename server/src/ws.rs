@@ -18,10 +18,12 @@ use governor::{Quota, RateLimiter};
 use protocol::codec::decode_client;
 use protocol::{ErrorCode, ResumeToken, ServerMsg, close};
 use serde::Deserialize;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -164,14 +166,8 @@ where
             _ = &mut killed => break Ending::Close(close::POLICY, "not reading"),
             out = rx.recv() => {
                 let Some(out) = out else { break Ending::Drop };
-                let written = tokio::select! {
-                    biased;
-                    _ = &mut killed => Err(Ending::Close(close::POLICY, "not reading")),
-                    r = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut socket, &mut rx, Some(out), &queued, &mut [])) => {
-                        r.unwrap_or(Err(Ending::Drop))
-                    }
-                };
-                if let Err(ending) = written {
+                let batch = write_batch(&mut socket, &mut rx, Some(out), &queued, &mut []);
+                if let Err(ending) = bounded(batch, kill.triggered()).await {
                     break ending;
                 }
             }
@@ -191,13 +187,8 @@ where
                 };
                 // What the hub answered this client goes out now (see `HubHandle::input`).
                 if !reader.replies.is_empty() {
-                    let written = tokio::select! {
-                        biased;
-                        _ = &mut killed => Err(Ending::Close(close::POLICY, "not reading")),
-                        r = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut socket, &mut rx, None, &queued, &mut reader.replies)) => {
-                            r.unwrap_or(Err(Ending::Drop))
-                        }
-                    };
+                    let batch = write_batch(&mut socket, &mut rx, None, &queued, &mut reader.replies);
+                    let written = bounded(batch, kill.triggered()).await;
                     reader.replies.clear();
                     if let Err(ending) = written {
                         break ending;
@@ -240,6 +231,24 @@ enum Ending {
     Close(u16, &'static str),
     /// The connection is gone or broken: just let it go.
     Drop,
+}
+
+/// Runs a write to completion, unless it stalls for [`WRITE_TIMEOUT`] or the socket
+/// is killed meanwhile. Most writes complete at once: only a write that has to wait
+/// pays for a timer.
+async fn bounded(
+    write: impl Future<Output = Result<(), Ending>>,
+    killed: impl Future<Output = ()>,
+) -> Result<(), Ending> {
+    let mut write = std::pin::pin!(write);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return done;
+    }
+    tokio::select! {
+        biased;
+        _ = killed => Err(Ending::Close(close::POLICY, "not reading")),
+        r = tokio::time::timeout(WRITE_TIMEOUT, write) => r.unwrap_or(Err(Ending::Drop)),
+    }
 }
 
 /// Writes `replies` (frames the hub handed this task directly, older than anything

@@ -88,7 +88,7 @@ impl HubHandle {
     /// Starts the hub on `backend`, and its timer task.
     pub fn start_with(config: HubConfig, backend: Backend) -> Self {
         let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let node = Node::new(config, backend, Box::new(RandomIds), unix_now);
+        let node = Node::new(config, backend, Box::new(RandomIds::from_os()), unix_now);
         let shared = Arc::new(Shared {
             state: Mutex::new(ShellState { node, conns: HashMap::new(), out: Vec::new(), armed: None }),
             epoch: Instant::now(),

@@ -25,6 +25,8 @@ use super::moderation::Moderation;
 use super::sessions::Sessions;
 use matcher::Millis;
 use protocol::{ErrorCode, MatchId, OnlineCounts, ServerMsg, SessionId, close};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use uuid::Uuid;
 
@@ -33,13 +35,20 @@ pub trait IdSource: Send {
     fn next_id(&mut self) -> Uuid;
 }
 
-/// Random version-4 UUIDs (resume tokens are credentials: they must not be guessable).
-#[derive(Debug, Default)]
-pub struct RandomIds;
+/// Random version-4 UUIDs from a ChaCha12 generator seeded once by the OS (resume
+/// tokens are credentials: they must not be guessable), without a system call per id.
+#[derive(Debug)]
+pub struct RandomIds(StdRng);
+
+impl RandomIds {
+    pub fn from_os() -> Self {
+        Self(StdRng::from_os_rng())
+    }
+}
 
 impl IdSource for RandomIds {
     fn next_id(&mut self) -> Uuid {
-        Uuid::new_v4()
+        uuid::Builder::from_random_bytes(self.0.random()).into_uuid()
     }
 }
 
@@ -222,5 +231,18 @@ impl HubCore {
         for conn in conns {
             self.out.push_back(Output::Send { conn, frame: frame.clone() });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_version_4_and_do_not_repeat() {
+        let mut ids = RandomIds::from_os();
+        let drawn: std::collections::HashSet<Uuid> = (0..10_000).map(|_| ids.next_id()).collect();
+        assert_eq!(drawn.len(), 10_000);
+        assert!(drawn.iter().all(|u| u.get_version_num() == 4 && u.get_variant() == uuid::Variant::RFC4122));
     }
 }
