@@ -542,6 +542,19 @@ async fn shutdown_tells_clients_to_reconnect() {
     stop.await.unwrap();
 }
 
+#[tokio::test]
+async fn a_failed_hub_asks_every_client_to_reconnect_and_the_server_exits_with_the_reason() {
+    let server = TestServer::start(config()).await;
+    let (mut a, mut b, _) = matched_pair(&server).await;
+    let mut idle = server.client().await;
+    server.hub.fail("the backend is gone");
+    for c in [&mut a, &mut b, &mut idle] {
+        assert_eq!(c.expect_close().await, close::SERVICE_RESTART);
+    }
+    let err = server.exit().await.expect_err("a failed hub fails the server");
+    assert!(err.to_string().contains("the backend is gone"), "{err}");
+}
+
 async fn http_get(server: &TestServer, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();

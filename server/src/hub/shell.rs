@@ -17,7 +17,7 @@ use super::io::{Input, Metric, Output};
 use super::model::{ConnId, Frame};
 use super::node::{HubStats, Node};
 use matcher::Millis;
-use protocol::{Mode, ResumeToken};
+use protocol::{Mode, ResumeToken, close};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +62,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records why the hub failed, asks every socket to reconnect, and stops.
+    fn fail(&self, st: &ShellState, why: String) {
+        tracing::error!("the hub failed: {why}");
+        let _ = self.failure.set(why);
+        for conn in st.conns.values() {
+            conn.close(close::SERVICE_RESTART, "server restarting");
+        }
+        self.halt();
+    }
+
     fn halt(&self) {
         self.halted.store(true, Ordering::Release);
         self.stopped.cancel();
@@ -165,6 +175,17 @@ impl HubHandle {
         self.shared.failure.get().cloned()
     }
 
+    /// Stops the hub for good because it cannot go on (a panic in a step, or a
+    /// backend that has failed): every later call answers [`HubGone`], sockets are
+    /// closed with 1012 so their clients reconnect elsewhere, and the server exits
+    /// with `why`.
+    pub fn fail(&self, why: impl Into<String>) {
+        match self.shared.state.lock() {
+            Ok(st) => self.shared.fail(&st, why.into()),
+            Err(poisoned) => self.shared.fail(&poisoned.into_inner(), why.into()),
+        }
+    }
+
     /// Stops the timer task (the server is done).
     pub fn shutdown(&self) {
         self.shared.halt();
@@ -196,10 +217,7 @@ impl HubHandle {
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(st, now))) {
             Ok(r) => r,
             Err(panic) => {
-                let why = panic_message(&panic);
-                tracing::error!("the hub failed: {why}");
-                let _ = shared.failure.set(why);
-                shared.halt();
+                shared.fail(st, panic_message(&panic));
                 return Err(HubGone);
             }
         };

@@ -95,6 +95,11 @@ impl TestServer {
         }
     }
 
+    /// Waits for the server to stop by itself (without asking it to); its result.
+    pub async fn exit(self) -> anyhow::Result<()> {
+        tokio::time::timeout(WAIT, self.task).await.expect("the server stops by itself").unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
