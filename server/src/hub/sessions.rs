@@ -3,7 +3,7 @@
 
 use super::model::{ConnId, Session};
 use matcher::Millis;
-use protocol::{ResumeToken, SessionId};
+use protocol::SessionId;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -24,7 +24,7 @@ pub struct Sessions {
     by_id: HashMap<SessionId, Session>,
     by_conn: HashMap<ConnId, SessionId>,
     /// Sockets opened and not yet welcomed: the directory has not answered.
-    pending: HashMap<ConnId, (IpAddr, Option<ResumeToken>)>,
+    pending: HashMap<ConnId, IpAddr>,
     /// Grace periods, soonest first.
     grace: BTreeSet<(Millis, SessionId)>,
     /// Per address, its sessions within their grace period in the order they went
@@ -51,12 +51,12 @@ impl Sessions {
     }
 
     /// A socket opened; it waits for the directory's answer.
-    pub fn open(&mut self, conn: ConnId, ip: IpAddr, token: Option<ResumeToken>) {
-        self.pending.insert(conn, (ip, token));
+    pub fn open(&mut self, conn: ConnId, ip: IpAddr) {
+        self.pending.insert(conn, ip);
     }
 
     /// The waiting socket `conn` (gone if it closed meanwhile).
-    pub fn take_pending(&mut self, conn: ConnId) -> Option<(IpAddr, Option<ResumeToken>)> {
+    pub fn take_pending(&mut self, conn: ConnId) -> Option<IpAddr> {
         self.pending.remove(&conn)
     }
 

@@ -3,15 +3,14 @@
 use super::HubCore;
 use crate::hub::backend::{Request, Resolved};
 use crate::hub::io::Output;
-use crate::hub::model::Parting;
-use crate::hub::model::{Body, ConnId, Frame, Session, State};
+use crate::hub::model::{Body, ConnId, Frame, Parting, Session, State};
 use matcher::Millis;
 use protocol::{LeftReason, ResumeToken, ServerMsg, SessionId, close};
 
 impl HubCore {
     /// The directory answered for a new socket: resume its session or start one.
     pub(super) fn resolved(&mut self, r: Resolved) {
-        let Some((ip, _)) = self.sessions.take_pending(r.conn) else {
+        let Some(ip) = self.sessions.take_pending(r.conn) else {
             return; // closed before its welcome
         };
         if let Some(sid) = r.session.filter(|&s| self.sessions.get(s).is_some()) {
@@ -134,14 +133,12 @@ impl HubCore {
         }
     }
 
-    /// The session is gone for good (its grace period ran out, or its address needs
-    /// the room).
+    /// The session, away within its grace period, is gone for good (the period ran
+    /// out, or its address needs the room). It holds no ticket: that was withdrawn
+    /// when it went away.
     pub(super) fn expire(&mut self, sid: SessionId) {
         self.end_match(sid, LeftReason::Disconnected, Parting::Free);
-        if let Some(session) = self.sessions.remove(sid) {
-            if matches!(session.state, State::Queued { .. }) && session.conn.is_some() {
-                self.request(Request::Withdraw { session: sid });
-            }
+        if self.sessions.remove(sid).is_some() {
             self.request(Request::Unregister { session: sid });
         }
     }

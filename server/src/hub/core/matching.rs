@@ -34,8 +34,11 @@ impl HubCore {
             Started { role: Role::Offerer, common_interests: common, peer_country: second.country, peer_ip: second.ip };
         self.metric(Metric::MatchStarted(pair.mode));
         tracing::debug!(match_id = %id, mode = pair.mode.as_str(), "matched");
-        self.start_side(pair.first, pair.second, id, to_first);
+        // The second hears of the match before anything the first side may say about
+        // it: should the first have stopped meanwhile, its `Left` then ends the match
+        // on both sides instead of reaching the second before it started.
         self.forward(pair.second, pair.first, id, Body::Started(Box::new(to_second)));
+        self.start_side(pair.first, pair.second, id, to_first);
     }
 
     pub(super) fn start_side(&mut self, me: SessionId, peer: SessionId, id: MatchId, started: Started) {

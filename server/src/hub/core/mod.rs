@@ -113,7 +113,7 @@ impl HubCore {
         self.now = self.now.max(now);
         match input {
             Input::Connect { conn, ip, resume } => {
-                self.sessions.open(conn, ip, resume.clone());
+                self.sessions.open(conn, ip);
                 self.request(Request::Resolve { conn, ip, token: resume });
             }
             Input::Command { conn, cmd } => {

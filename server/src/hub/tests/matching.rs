@@ -183,3 +183,26 @@ fn out_of_state_commands_get_their_error_and_change_nothing() {
     assert_eq!(h.stats().in_match, 2);
     assert!(h.metrics.contains(&Metric::ClientError(ErrorCode::NotAllowed)));
 }
+
+#[test]
+fn a_pair_for_a_side_that_stopped_meanwhile_ends_on_both_sides() {
+    // A cluster's matchmaker can pair a ticket its owner has just withdrawn.
+    use crate::hub::backend::{Event, Paired, Seat};
+    let mut h = Harness::defaults();
+    let (gone, waiting) = (h.connect(), h.connect());
+    h.join_video(&waiting);
+    let pair =
+        matcher::Pair { first: gone.session, second: waiting.session, mode: Mode::Video, common_interests: vec![] };
+    let seat = |n| Seat { country: None, ip: ip(n) };
+    h.input(Input::Backend(Event::Paired(Paired { pair, first: seat(1), second: seat(1) })));
+    h.silent(&gone);
+    // `matched` then `peer_left`, in that order: never a match with nobody on the other side.
+    let got = h.take(waiting.conn);
+    let [ServerMsg::Matched { match_id, role: Role::Answerer, .. }, ServerMsg::PeerLeft { match_id: left, reason }] =
+        &got[..]
+    else {
+        panic!("expected matched then peer_left, got {got:?}")
+    };
+    assert_eq!((left, *reason), (match_id, protocol::LeftReason::Stopped));
+    assert_eq!(h.stats().in_match, 0);
+}
