@@ -248,7 +248,7 @@ mod state_machine {
         assert_eq!(texts(&e, Author::Stranger), vec!["hi"]);
         e.apply(ServerMsg::PeerReconnecting { match_id: id });
         assert_eq!(e.phase.get_untracked(), Phase::PeerReconnecting);
-        e.apply(ServerMsg::PeerResumed { match_id: id });
+        e.apply(ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
         assert_eq!(e.phase.get_untracked(), Phase::Connected);
         e.apply(ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
         assert_eq!(e.phase.get_untracked(), Phase::PeerLeft(LeftReason::Skipped));

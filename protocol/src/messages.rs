@@ -8,13 +8,28 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
+    /// The first message on a socket opened with `/ws?hello=1` (an extension of
+    /// version 1): resume the session of `resume_token`, or start a new one when it is
+    /// absent or unknown. It keeps the token out of the URL, where proxies log it.
+    Hello {
+        #[serde(default)]
+        resume_token: Option<String>,
+    },
     /// Enter the queue (when idle) or replace the preferences (while queued).
     Join(Preferences),
     /// This client's peer-connection listeners are in place for `match_id`:
     /// deliver the signals buffered for it.
     Ready { match_id: MatchId },
     /// Relay to the current peer of `match_id`.
-    Signal { match_id: MatchId, payload: SignalPayload },
+    Signal {
+        match_id: MatchId,
+        payload: SignalPayload,
+        /// The negotiation this signal belongs to (from `matched` or the latest
+        /// `peer_resumed`); a signal of an earlier one is dropped. Absent: the
+        /// current one (clients from before this extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u32>,
+    },
     /// A chat line to the peer.
     Chat { match_id: MatchId, text: String },
     /// Typing indicator.
@@ -69,12 +84,19 @@ pub enum ServerMsg {
         /// Always [`crate::PROTOCOL_VERSION`].
         protocol: u32,
         session_id: SessionId,
-        /// Present this with `?resume=` to get the session back after a drop.
+        /// Present this in `hello` (or `?resume=`) to get the session back after a
+        /// drop. Every `welcome` carries a fresh one; the one before stops working.
         resume_token: ResumeToken,
         /// Whether this connection resumed an earlier session.
         resumed: bool,
+        /// STUN servers. TURN credentials come only with `matched` (and
+        /// `ice_servers`), so a socket that never joins cannot harvest them.
         ice_servers: Vec<IceServer>,
         online: OnlineCounts,
+        /// The server offers a TURN relay (its credentials come with `matched`), so
+        /// a relay-only ("hide my IP") connection can work. An addition to version 1.
+        #[serde(default)]
+        relay: bool,
     },
     /// Waiting for a partner.
     Queued { mode: Mode },
@@ -88,9 +110,19 @@ pub enum ServerMsg {
         /// ones from `welcome` still apply. An addition to version 1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ice_servers: Option<Vec<IceServer>>,
+        /// The match's negotiation generation: 0 when it starts, one more with every
+        /// `peer_resumed` or resume. An addition to version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u32>,
     },
     /// A signal from the peer.
-    Signal { match_id: MatchId, payload: SignalPayload },
+    Signal {
+        match_id: MatchId,
+        payload: SignalPayload,
+        /// The negotiation it belongs to (always the current one). An addition to version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u32>,
+    },
     /// A chat line from the peer.
     Chat { match_id: MatchId, text: String },
     /// The peer's typing indicator.
@@ -100,7 +132,18 @@ pub enum ServerMsg {
     /// The peer's socket dropped; the match is held for the grace period.
     PeerReconnecting { match_id: MatchId },
     /// The peer is back within the grace period.
-    PeerResumed { match_id: MatchId },
+    PeerResumed {
+        match_id: MatchId,
+        /// The new negotiation generation: both sides start a new peer connection
+        /// and say `ready` again; signals of earlier generations are dropped. An
+        /// addition to version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u32>,
+    },
+    /// Fresh ICE servers for the running match, sent before the TURN credentials of
+    /// the last ones expire: the client applies them and restarts ICE. An addition
+    /// to version 1.
+    IceServers { match_id: MatchId, ice_servers: Vec<IceServer> },
     /// Sessions connected and sessions in a match.
     Online(OnlineCounts),
     /// The last message was refused; the connection stays open.
@@ -221,7 +264,7 @@ impl ClientMsg {
             | ClientMsg::Typing { match_id, .. }
             | ClientMsg::Report { match_id, .. }
             | ClientMsg::Block { match_id } => Some(*match_id),
-            ClientMsg::Join(_) | ClientMsg::Next | ClientMsg::Stop => None,
+            ClientMsg::Hello { .. } | ClientMsg::Join(_) | ClientMsg::Next | ClientMsg::Stop => None,
         }
     }
 }

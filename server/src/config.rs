@@ -134,10 +134,44 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 
+    /// Seconds a report counts against the reported address, then it expires.
+    #[arg(long, env = "LETSMEET_REPORT_WINDOW_SECS", default_value_t = 3600.0, value_parser = positive_secs)]
+    pub report_window_secs: f64,
+
+    /// Open TCP connections per client address, of any kind (pages, assets, sockets);
+    /// one over it is closed before a byte is read. IPv6 addresses count by their /64.
+    /// Must be at least --max-conn-per-ip. Default: 64, or twice --max-conn-per-ip if
+    /// that is more.
+    #[arg(long, env = "LETSMEET_MAX_SOCKETS_PER_IP")]
+    pub max_sockets_per_ip: Option<u32>,
+
+    /// Seconds a client has to send a complete request header; also the longest a
+    /// keep-alive connection may sit idle between requests.
+    #[arg(long, env = "LETSMEET_HEADER_TIMEOUT_SECS", default_value_t = 10.0, value_parser = positive_secs)]
+    pub header_timeout_secs: f64,
+
+    /// Where `/metrics` (Prometheus) is served: its own listener, loopback by default,
+    /// never the public port. `off` serves no metrics.
+    #[arg(long, env = "LETSMEET_METRICS_BIND", default_value = "127.0.0.1:9187", value_parser = metrics_bind)]
+    pub metrics_bind: MetricsBind,
+
     /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
     /// small and idle sockets dominate memory; larger messages are read in several steps.
     #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 1024)]
     pub ws_buffer_bytes: usize,
+}
+
+/// The `--metrics-bind` value: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsBind(pub Option<SocketAddr>);
+
+fn metrics_bind(s: &str) -> Result<MetricsBind, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsBind(None));
+    }
+    s.parse()
+        .map(|a| MetricsBind(Some(a)))
+        .map_err(|_| format!("`{s}` is neither an address like 127.0.0.1:9187 nor `off`"))
 }
 
 /// Log output format.
@@ -236,10 +270,22 @@ impl Config {
                 return Err(ConfigError::Zero(flag));
             }
         }
+        if self.max_sockets_per_ip() < self.max_conn_per_ip {
+            return Err(ConfigError::SocketsBelowConnections);
+        }
         if self.max_frame_bytes == 0 || self.ws_buffer_bytes == 0 || self.max_sessions_per_ip() == 0 {
             return Err(ConfigError::Zero("--max-frame-bytes, --ws-buffer-bytes and --max-sessions-per-ip"));
         }
         Ok(())
+    }
+
+    /// TCP connections one address may hold (see the flag).
+    pub fn max_sockets_per_ip(&self) -> u32 {
+        self.max_sockets_per_ip.unwrap_or(self.max_conn_per_ip.saturating_mul(2).max(64))
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_secs)
     }
 
     /// At least 30 ms, so that the ping interval (a third of it) is never zero.
@@ -257,6 +303,9 @@ pub enum ConfigError {
     /// The outbox could never hold a peer's largest message.
     #[error("--outbox-bytes must be at least --max-frame-bytes, or a peer's largest message could never be delivered")]
     OutboxBelowFrame,
+    /// An address could hold fewer TCP connections than WebSockets.
+    #[error("--max-sockets-per-ip must be at least --max-conn-per-ip (every WebSocket is a TCP connection)")]
+    SocketsBelowConnections,
     /// A count that must be at least 1.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -282,6 +331,10 @@ impl From<&Config> for HubConfig {
             online_interval: Duration::from_secs_f64(c.online_interval_secs),
             max_sessions_per_ip: c.max_sessions_per_ip(),
             avoid_limit: crate::hub::config::AVOID_LIMIT,
+            message_rate: crate::hub::budget::Rate::per_second(c.rate_per_sec, c.rate_burst),
+            resume_rate: crate::hub::config::RESUME_RATE,
+            ready_timeout: crate::hub::config::READY_TIMEOUT,
+            report_window: Duration::from_secs_f64(c.report_window_secs),
         }
     }
 }
@@ -300,6 +353,8 @@ impl From<&Config> for WsSettings {
             rate_burst: at_least_one(c.rate_burst),
             flood_strikes: c.flood_strikes,
             idle_timeout: c.idle_timeout(),
+            // A client owes its first message as promptly as its request header.
+            hello_timeout: c.header_timeout(),
         }
     }
 }
@@ -317,6 +372,11 @@ mod tests {
         let mut c = Config::defaults();
         c.outbox_bytes = 1000;
         assert_eq!(c.validate(), Err(ConfigError::OutboxBelowFrame));
+        let mut c = Config::defaults();
+        c.max_conn_per_ip = 100;
+        assert_eq!(c.max_sockets_per_ip(), 200, "the default follows --max-conn-per-ip");
+        c.max_sockets_per_ip = Some(99);
+        assert_eq!(c.validate(), Err(ConfigError::SocketsBelowConnections));
         let mut c = Config::defaults();
         c.max_conn_per_ip = 0;
         assert_eq!(c.validate(), Err(ConfigError::Zero("--max-conn-per-ip")));

@@ -31,7 +31,8 @@ impl fmt::Debug for TurnSecret {
     }
 }
 
-/// What the hub hands out in `welcome` (and, with TURN, in every `matched`).
+/// What the hub hands out: STUN in `welcome`; with TURN, fresh credentials in every
+/// `matched` and before they expire.
 #[derive(Clone, Debug, Default)]
 pub struct IceConfig {
     pub stun_urls: Vec<String>,
@@ -47,13 +48,18 @@ impl IceConfig {
         self.secret.is_some() && !self.turn_urls.is_empty()
     }
 
+    /// The servers without credentials (STUN), for `welcome`.
+    pub fn stun_servers(&self) -> Vec<IceServer> {
+        if self.stun_urls.is_empty() {
+            return Vec::new();
+        }
+        vec![IceServer { urls: self.stun_urls.clone(), username: None, credential: None }]
+    }
+
     /// The ICE servers for `session`, with TURN credentials valid from `now_unix`
     /// (seconds) for `ttl`.
     pub fn servers_at(&self, session: SessionId, now_unix: u64) -> Vec<IceServer> {
-        let mut servers = Vec::with_capacity(2);
-        if !self.stun_urls.is_empty() {
-            servers.push(IceServer { urls: self.stun_urls.clone(), username: None, credential: None });
-        }
+        let mut servers = self.stun_servers();
         if let (Some(secret), false) = (&self.secret, self.turn_urls.is_empty()) {
             let username = turn_username(now_unix + self.ttl.as_secs(), &session.to_string());
             let credential = turn_credential(secret, &username);

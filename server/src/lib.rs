@@ -4,6 +4,7 @@
 //! signaling endpoint, and runs matchmaking in memory.
 //!
 //! Layout:
+//! - [`accept`]: the accept loop: per-address cap on every connection, header deadline.
 //! - [`config`]: flags and environment.
 //! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
 //! - [`ws`]: per-socket checks, reader and writer tasks.
@@ -15,6 +16,7 @@
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
 
+pub mod accept;
 pub mod config;
 pub mod hub;
 pub mod ice;
@@ -50,6 +52,8 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub struct Running {
     pub hub: hub::HubHandle,
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, unless `--metrics-bind off`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then tells every client to
@@ -62,26 +66,41 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (router, state) = site::router(&config)?;
-    on_start(Running { hub: state.hub.clone(), addr });
-    let drain = state.clone();
-    // Signaling frames are small and latency-bound: no Nagle delay (which, against a
-    // peer's delayed ACK, holds a second small frame back by ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            // The hub is supervised: if it fails, the server stops too, rather than
-            // hold sockets open to broken state (readers close theirs with 1012).
-            tokio::select! {
-                _ = shutdown => tracing::info!("shutting down: asking clients to reconnect"),
-                _ = drain.hub.failed() => tracing::error!("the hub failed: shutting down"),
+    let metrics = match config.metrics_bind.0 {
+        Some(at) => Some(bind_listener(at).map_err(|e| anyhow::anyhow!("cannot listen for metrics on {at}: {e}"))?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+    on_start(Running { hub: state.hub.clone(), addr, metrics_addr });
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    if let Some(listener) = metrics {
+        let mut stopping = stopping.clone();
+        let router = site::metrics_router(state.clone());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                tracing::error!("the metrics listener failed: {e}");
             }
-            drain.hub.drain();
-        })
-        .await?;
+        });
+    }
+    let drain = state.clone();
+    let policy = accept::AcceptPolicy {
+        limits: limits::ConnLimits::new(config.max_sockets_per_ip(), u32::MAX),
+        header_timeout: config.header_timeout(),
+    };
+    let stop = async move {
+        // The hub is supervised: if it fails, the server stops too, rather than hold
+        // sockets open to broken state (readers close theirs with 1012).
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutting down: asking clients to reconnect"),
+            _ = drain.hub.failed() => tracing::error!("the hub failed: shutting down"),
+        }
+        drain.hub.drain();
+    };
+    accept::serve(listener, router, policy, stop, DRAIN_TIMEOUT).await;
+    let _ = stopping_tx.send(true);
     state.tasks.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");

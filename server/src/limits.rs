@@ -1,7 +1,20 @@
-//! Connection caps: in all, and per client address.
+//! Connection caps: in all, and per client address; and what "an address" is.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The address every per-address rule counts against: IPv4 as is, IPv6 by its /64
+/// (one subscriber usually holds a whole /64, so counting single IPv6 addresses
+/// would make every per-address cap unlimited). IPv4-mapped IPv6 counts as IPv4.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
 use std::sync::{Arc, Mutex};
 
 /// Counts open WebSocket connections, in all and per IP address.
@@ -78,6 +91,18 @@ impl Drop for ConnPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_eq!(client_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(client_key(a), client_key(other));
+        assert_eq!(client_key("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(client_key("10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
 
     #[test]
     fn caps_per_ip_and_in_all_and_frees_on_drop() {

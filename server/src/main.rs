@@ -19,7 +19,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log).with_context(|| format!("invalid --log filter `{}`", config.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Log lines go to a background thread: the hub never waits on stdout (a slow pipe
+    // or terminal). Lines beyond its buffer are dropped, and counted, rather than wait.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

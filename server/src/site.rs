@@ -1,5 +1,5 @@
 //! The HTTP surface: Leptos SSR pages with hydration, `/pkg` and static assets,
-//! `/healthz`, `/metrics` and `/ws`.
+//! `/healthz` and `/ws`; and `/metrics`, on its own listener.
 
 use crate::Config;
 use crate::hub::{HubConfig, HubHandle};
@@ -55,11 +55,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         tasks: TaskTracker::new(),
     };
 
-    let api = Router::new()
-        .route("/ws", get(ws::handler))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(ws_state.clone());
+    let api = Router::new().route("/ws", get(ws::handler)).route("/healthz", get(healthz)).with_state(ws_state.clone());
 
     let routes = generate_route_list(App);
     let site = Router::new()
@@ -72,6 +68,11 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         .layer(CompressionLayer::new());
 
     Ok((api.merge(site), ws_state))
+}
+
+/// The metrics listener's routes (`--metrics-bind`): `/metrics`, and `/healthz` too.
+pub fn metrics_router(state: WsState) -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
 }
 
 /// `GET /healthz`: the process serves and its hub answers.

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::{Quota, RateLimiter};
 use protocol::codec::decode_client;
-use protocol::{ErrorCode, ResumeToken, ServerMsg, close};
+use protocol::{ClientMsg, ErrorCode, ResumeToken, ServerMsg, close};
 use serde::Deserialize;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +33,10 @@ use tokio_util::task::TaskTracker;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Without a rate-limited message for this long, a client's flood strikes reset.
 const STRIKE_RESET: Duration = Duration::from_secs(5);
+/// After the server's close frame, how long it keeps reading (and discarding) for the
+/// client's close. Dropping a connection with unread bytes makes the kernel send a
+/// reset, which can destroy the close frame (and its code) before the client reads it.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// What the WebSocket endpoint needs.
 #[derive(Clone, Debug)]
@@ -57,13 +61,27 @@ pub struct WsSettings {
     pub rate_burst: NonZeroU32,
     pub flood_strikes: u32,
     pub idle_timeout: Duration,
+    /// A socket opened with `?hello=1` must send its `hello` within this.
+    pub hello_timeout: Duration,
 }
 
 /// The `/ws` query string.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
-    /// The tab's resume token. Anything unparsable simply starts a new session.
+    /// The tab's resume token (the original form; proxies log URLs, so clients now
+    /// send it in `hello`). Anything unparsable simply starts a new session.
     resume: Option<String>,
+    /// Present: the client's first message is `hello`, which names the session.
+    hello: Option<String>,
+}
+
+/// Which session a new socket asks for.
+#[derive(Debug)]
+pub enum Greeting {
+    /// Known at the upgrade (`?resume=`, or nothing: a new session).
+    Now(Option<ResumeToken>),
+    /// In the first message, `hello`.
+    Hello,
 }
 
 /// Whether the `Origin` header (if any) may open a socket.
@@ -98,7 +116,8 @@ pub async fn handler(
         tracing::debug!(%peer, "refused a foreign origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let ip = peer.ip().to_canonical();
+    // Every per-address rule (this cap, the hub's session cap, reports) counts this.
+    let ip = crate::limits::client_key(peer.ip());
     let permit = match state.limits.acquire(ip) {
         Ok(p) => p,
         Err(e @ LimitError::PerIp) => {
@@ -108,7 +127,10 @@ pub async fn handler(
             return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
         }
     };
-    let resume = query.resume.as_deref().and_then(ResumeToken::parse);
+    let greeting = match query.hello {
+        Some(_) => Greeting::Hello,
+        None => Greeting::Now(query.resume.as_deref().and_then(ResumeToken::parse)),
+    };
     let s = &state.settings;
     let tasks = state.tasks.clone();
     upgrade
@@ -119,7 +141,7 @@ pub async fn handler(
         .max_frame_size(s.max_frame_bytes)
         .on_upgrade(move |socket: WebSocket| {
             tasks.track_future(async move {
-                serve_socket(socket, ip, resume, state).await;
+                serve_socket(socket, ip, greeting, state).await;
                 drop(permit);
             })
         })
@@ -128,10 +150,22 @@ pub async fn handler(
 /// Runs one socket until it closes: one task reads, writes and pings, so a message
 /// for this socket wakes nothing but this task. Generic over the transport so it can
 /// be driven by anything that speaks axum's `Message`.
-pub async fn serve_socket<S>(mut socket: S, ip: IpAddr, resume: Option<ResumeToken>, state: WsState)
+pub async fn serve_socket<S>(mut socket: S, ip: IpAddr, greeting: Greeting, state: WsState)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
 {
+    let resume = match greeting {
+        Greeting::Now(resume) => resume,
+        Greeting::Hello => match read_hello(&mut socket, state.settings.hello_timeout).await {
+            Ok(resume) => resume,
+            Err(Ending::Close(code, reason)) => {
+                let _ = send_close(&mut socket, code, reason).await;
+                linger(&mut socket).await;
+                return;
+            }
+            Err(Ending::Drop) => return,
+        },
+    };
     let settings = state.settings.clone();
     let (tx, mut rx) = mpsc::channel(settings.outbox);
     let kill = Arc::new(Kill::default());
@@ -217,12 +251,63 @@ where
     let _ = state.hub.disconnect(id);
     match ending {
         Ending::Close(code, reason) => {
-            let _ = send_close(&mut socket, code, reason).await;
+            if send_close(&mut socket, code, reason).await.is_ok() {
+                linger(&mut socket).await;
+            }
         }
         Ending::Drop => {
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
         }
     }
+}
+
+/// Reads the `hello` that a socket opened with `?hello=1` starts with: the token of
+/// the session to resume, if any (anything unparsable starts a new session, as with
+/// `?resume=`).
+async fn read_hello<S>(socket: &mut S, timeout: Duration) -> Result<Option<ResumeToken>, Ending>
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let first = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => return Ok(text),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => return Err(Ending::Close(close::POLICY, "expected hello")),
+                Some(Err(e)) if is_too_large(&e) => return Err(Ending::Close(close::TOO_LARGE, "message too big")),
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(Ending::Drop),
+            }
+        }
+    };
+    let text =
+        tokio::time::timeout(timeout, first).await.map_err(|_| Ending::Close(close::POLICY, "no hello in time"))??;
+    match decode_client(text.as_str()) {
+        Ok(ClientMsg::Hello { resume_token }) => Ok(resume_token.as_deref().and_then(ResumeToken::parse)),
+        _ => Err(Ending::Close(close::POLICY, "expected hello")),
+    }
+}
+
+/// After the server's close frame: reads and discards until the client's close
+/// frame, the end of the stream, or [`CLOSE_LINGER`], so the connection is not torn
+/// down with unread bytes (see [`CLOSE_LINGER`]).
+async fn linger<S>(socket: &mut S)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let drain = async {
+        // A broken frame is an error, and reading may go on past it; a stream that
+        // only errs ends here all the same.
+        let mut errors = 0;
+        while let Some(next) = socket.next().await {
+            match next {
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(_) if errors < 16 => errors += 1,
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }
 
 /// How a socket's task ends.

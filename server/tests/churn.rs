@@ -147,14 +147,16 @@ impl Sim {
                 self.send(ClientMsg::Ready { match_id }).await;
                 if role == Role::Offerer {
                     let sdp = format!("v=0 {} offer from {me}", "s".repeat(4000));
-                    self.send(ClientMsg::Signal { match_id, payload: SignalPayload::Offer { sdp } }).await;
+                    self.send(ClientMsg::Signal { match_id, payload: SignalPayload::Offer { sdp }, generation: None })
+                        .await;
                 }
             }
-            ServerMsg::Signal { match_id, payload } => match payload {
+            ServerMsg::Signal { match_id, payload, .. } => match payload {
                 SignalPayload::Offer { sdp } => {
                     self.check(match_id, &sdp);
                     let sdp = format!("v=0 answer from {me}");
-                    self.send(ClientMsg::Signal { match_id, payload: SignalPayload::Answer { sdp } }).await;
+                    self.send(ClientMsg::Signal { match_id, payload: SignalPayload::Answer { sdp }, generation: None })
+                        .await;
                     self.candidates(match_id).await;
                 }
                 SignalPayload::Answer { sdp } => {
@@ -179,7 +181,7 @@ impl Sim {
                     assert_eq!(Some(match_id), self.leaving, "peer_left for a match I was not in");
                 }
             }
-            ServerMsg::PeerReconnecting { match_id } | ServerMsg::PeerResumed { match_id } => {
+            ServerMsg::PeerReconnecting { match_id } | ServerMsg::PeerResumed { match_id, .. } => {
                 assert!(Some(match_id) == self.current || Some(match_id) == self.leaving);
             }
             ServerMsg::Error { code: ErrorCode::StaleMatch, .. } => {
@@ -201,7 +203,7 @@ impl Sim {
         for n in 0..3 {
             let candidate = format!("candidate:{n} 1 udp 2122260223 127.0.0.1 5{n}000 typ host from {me}");
             let payload = SignalPayload::Candidate { candidate, sdp_mid: Some("0".into()), sdp_m_line_index: Some(0) };
-            self.send(ClientMsg::Signal { match_id, payload }).await;
+            self.send(ClientMsg::Signal { match_id, payload, generation: None }).await;
         }
     }
 

@@ -67,8 +67,12 @@ async fn a_frame_just_under_the_limit_is_fine() {
     let sdp = "a".repeat(60 * 1024);
     a.send(&ClientMsg::Ready { match_id: id }).await;
     b.send(&ClientMsg::Ready { match_id: id }).await;
-    a.send(&ClientMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp: sdp.clone() } }).await;
-    assert_eq!(b.recv().await, ServerMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp } });
+    a.send(&ClientMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp: sdp.clone() }, generation: None })
+        .await;
+    assert_eq!(
+        b.recv().await,
+        ServerMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp }, generation: None }
+    );
     server.stop().await;
 }
 

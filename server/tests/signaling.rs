@@ -13,11 +13,13 @@ async fn welcome_carries_fresh_ids_ice_servers_and_online_counts() {
     let server = TestServer::start(cfg).await;
     let a = server.client().await;
     let b = server.client().await;
-    let ServerMsg::Welcome { protocol, resumed, ice_servers, online, session_id, resume_token } = &b.welcome else {
+    let ServerMsg::Welcome { protocol, resumed, ice_servers, online, session_id, resume_token, relay } = &b.welcome
+    else {
         unreachable!()
     };
     assert_eq!(*protocol, 1);
     assert!(!resumed);
+    assert!(!relay, "no TURN configured");
     assert_ne!(*session_id, a.session);
     assert_ne!(resume_token.0, a.token.0);
     assert_ne!(session_id.0, resume_token.0, "the resume token is not the session id");
@@ -230,7 +232,7 @@ async fn resume_within_the_grace_period_restores_the_match() {
     let m = a.matched().await;
     assert_eq!((m.id, m.role), (id, Role::Offerer));
     assert_eq!(a.recv().await, ServerMsg::Chat { match_id: id, text: "still there?".into() });
-    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id });
+    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
     // The match works as before.
     a.send(&ClientMsg::Chat { match_id: id, text: "back".into() }).await;
     assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "back".into() });
@@ -285,7 +287,7 @@ async fn a_second_socket_replaces_the_first_with_close_4001() {
     assert_eq!(a.expect_close().await, close::REPLACED);
     assert_eq!(a2.matched().await.id, id);
     // The new tab builds a new peer connection: the peer is told to negotiate again.
-    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id });
+    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
     b.expect_silence(Duration::from_millis(200)).await;
     // The replaced socket has closed by now; its close must not send the session away
     // (no grace timer, no place in its address's absent queue) while a2 is live.
@@ -319,7 +321,7 @@ async fn a_stale_match_id_is_refused_and_reaches_nobody() {
     c.matched().await;
     b.send(&ClientMsg::Chat { match_id: old, text: "come back".into() }).await;
     assert!(matches!(b.recv().await, ServerMsg::Error { code: ErrorCode::StaleMatch, .. }));
-    b.send(&ClientMsg::Signal { match_id: old, payload: SignalPayload::EndOfCandidates }).await;
+    b.send(&ClientMsg::Signal { match_id: old, payload: SignalPayload::EndOfCandidates, generation: None }).await;
     assert!(matches!(b.recv().await, ServerMsg::Error { code: ErrorCode::StaleMatch, .. }));
     a.send(&ClientMsg::Chat { match_id: old, text: "old".into() }).await;
     assert!(matches!(a.recv().await, ServerMsg::Error { code: ErrorCode::StaleMatch, .. }));
@@ -342,24 +344,38 @@ async fn signals_are_buffered_until_ready_then_flushed_in_order() {
     let server = TestServer::start(config()).await;
     let (mut a, mut b, id) = matched_pair(&server).await;
     a.send(&ClientMsg::Ready { match_id: id }).await;
-    a.send(&ClientMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp: "v=0 offer".into() } }).await;
+    a.send(&ClientMsg::Signal {
+        match_id: id,
+        payload: SignalPayload::Offer { sdp: "v=0 offer".into() },
+        generation: None,
+    })
+    .await;
     for n in 0..5 {
-        a.send(&ClientMsg::Signal { match_id: id, payload: offer(n) }).await;
+        a.send(&ClientMsg::Signal { match_id: id, payload: offer(n), generation: None }).await;
     }
     b.expect_silence(Duration::from_millis(200)).await;
     b.send(&ClientMsg::Ready { match_id: id }).await;
     assert_eq!(
         b.recv().await,
-        ServerMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp: "v=0 offer".into() } }
+        ServerMsg::Signal { match_id: id, payload: SignalPayload::Offer { sdp: "v=0 offer".into() }, generation: None }
     );
     for n in 0..5 {
-        assert_eq!(b.recv().await, ServerMsg::Signal { match_id: id, payload: offer(n) });
+        assert_eq!(b.recv().await, ServerMsg::Signal { match_id: id, payload: offer(n), generation: None });
     }
     // a is ready: b's answer goes straight through.
-    b.send(&ClientMsg::Signal { match_id: id, payload: SignalPayload::Answer { sdp: "v=0 answer".into() } }).await;
+    b.send(&ClientMsg::Signal {
+        match_id: id,
+        payload: SignalPayload::Answer { sdp: "v=0 answer".into() },
+        generation: None,
+    })
+    .await;
     assert_eq!(
         a.recv().await,
-        ServerMsg::Signal { match_id: id, payload: SignalPayload::Answer { sdp: "v=0 answer".into() } }
+        ServerMsg::Signal {
+            match_id: id,
+            payload: SignalPayload::Answer { sdp: "v=0 answer".into() },
+            generation: None
+        }
     );
     // Ready twice is harmless; ready for another match is stale.
     b.send(&ClientMsg::Ready { match_id: id }).await;
@@ -375,7 +391,7 @@ async fn the_signal_buffer_is_bounded_and_dropped_with_the_match() {
     let server = TestServer::start(cfg).await;
     let (mut a, mut b, id) = matched_pair(&server).await;
     for n in 0..6 {
-        a.send(&ClientMsg::Signal { match_id: id, payload: offer(n) }).await;
+        a.send(&ClientMsg::Signal { match_id: id, payload: offer(n), generation: None }).await;
     }
     for _ in 0..2 {
         assert!(
@@ -385,11 +401,11 @@ async fn the_signal_buffer_is_bounded_and_dropped_with_the_match() {
     assert_eq!(server.stats().await.buffered_signals, 4);
     b.send(&ClientMsg::Ready { match_id: id }).await;
     for n in 0..4 {
-        assert_eq!(b.recv().await, ServerMsg::Signal { match_id: id, payload: offer(n) });
+        assert_eq!(b.recv().await, ServerMsg::Signal { match_id: id, payload: offer(n), generation: None });
     }
     b.expect_silence(Duration::from_millis(100)).await;
     // A buffer is dropped when its match ends.
-    b.send(&ClientMsg::Signal { match_id: id, payload: offer(9) }).await;
+    b.send(&ClientMsg::Signal { match_id: id, payload: offer(9), generation: None }).await;
     server.wait_stats(|s| s.buffered_signals == 1).await;
     b.send(&ClientMsg::Stop).await;
     server.wait_stats(|s| s.buffered_signals == 0 && s.in_match == 0).await;
@@ -520,7 +536,7 @@ async fn every_table_empties_when_everyone_leaves() {
     let (mut c, d, _) = matched_pair(&server).await;
     let mut e = server.client().await;
     e.join(Mode::Text, &["x"]).await;
-    c.send(&ClientMsg::Signal { match_id: id, payload: SignalPayload::EndOfCandidates }).await;
+    c.send(&ClientMsg::Signal { match_id: id, payload: SignalPayload::EndOfCandidates, generation: None }).await;
     a.close().await;
     b.drop_connection();
     c.close().await;
@@ -555,22 +571,16 @@ async fn a_failed_hub_asks_every_client_to_reconnect_and_the_server_exits_with_t
     assert!(err.to_string().contains("the backend is gone"), "{err}");
 }
 
-async fn http_get(server: &TestServer, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
-}
-
 #[tokio::test]
 async fn metrics_are_exposed_in_prometheus_format() {
     let server = TestServer::start(config()).await;
     let (mut a, mut b, id) = matched_pair(&server).await;
     a.send(&ClientMsg::Chat { match_id: id, text: "x".into() }).await;
     b.recv().await;
-    let body = http_get(&server, "/metrics").await;
+    // Not on the public port: on its own (loopback) listener.
+    let public = http_get(server.addr, "/metrics").await;
+    assert!(public.starts_with("HTTP/1.1 404"), "{public}");
+    let body = http_get(server.metrics_addr.expect("metrics are on"), "/metrics").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     for needle in [
         "letsmeet_matches_started_total{mode=\"video\"}",

@@ -52,6 +52,8 @@ type Handler = Closure<dyn FnMut(JsValue)>;
 struct Peer {
     pc: RtcPeerConnection,
     match_id: MatchId,
+    /// The negotiation generation its signals carry.
+    generation: u32,
     polite: bool,
     making_offer: Cell<bool>,
     ignore_offer: Cell<bool>,
@@ -316,6 +318,7 @@ pub fn start_peer(engine: Engine) {
     let peer = Rc::new(Peer {
         pc,
         match_id: info.id,
+        generation: info.generation,
         polite: info.role == Role::Answerer,
         making_offer: Cell::new(false),
         ignore_offer: Cell::new(false),
@@ -390,8 +393,9 @@ fn handler(peer: &Peer, f: impl FnMut(JsValue) + 'static) -> js_sys::Function {
 }
 
 fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
-    let match_id = peer.match_id;
-    let send = move |payload: SignalPayload| crate::engine::socket::send(ClientMsg::Signal { match_id, payload });
+    let (match_id, generation) = (peer.match_id, Some(peer.generation));
+    let send =
+        move |payload: SignalPayload| crate::engine::socket::send(ClientMsg::Signal { match_id, payload, generation });
 
     let p = Rc::downgrade(peer);
     peer.pc.set_onnegotiationneeded(Some(&handler(peer, move |_| {
@@ -486,6 +490,25 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
     *peer.on_online.borrow_mut() = Some(on_online);
 }
 
+/// Fresh ICE servers arrived (the TURN credentials in use are about to expire): the
+/// connection takes them, and the impolite side restarts ICE so that relayed paths
+/// are allocated with them. Not counted as a failure restart.
+pub fn refresh_ice(engine: Engine) {
+    let Some(peer) = MEDIA.with(|m| m.borrow().peer.clone()) else { return };
+    let _ = peer.pc.set_configuration_with_configuration(&configuration(engine));
+    if !peer.polite {
+        call_restart_ice(&peer.pc);
+    }
+}
+
+fn call_restart_ice(pc: &RtcPeerConnection) {
+    if let Ok(f) = js_sys::Reflect::get(pc, &"restartIce".into())
+        && let Ok(f) = f.dyn_into::<js_sys::Function>()
+    {
+        let _ = f.call0(pc);
+    }
+}
+
 /// Gathers new candidates and renegotiates: `restartIce()` fires `negotiationneeded`,
 /// whose handler makes the offer. Only the impolite side starts restarts (both see the
 /// same failure, and two restarts would only collide), with the current ICE servers
@@ -504,11 +527,7 @@ fn restart_ice(engine: Engine, peer: &Peer) {
     }
     peer.restarts.set(tries + 1);
     let _ = peer.pc.set_configuration_with_configuration(&configuration(engine));
-    if let Ok(f) = js_sys::Reflect::get(&peer.pc, &"restartIce".into())
-        && let Ok(f) = f.dyn_into::<js_sys::Function>()
-    {
-        let _ = f.call0(&peer.pc);
-    }
+    call_restart_ice(&peer.pc);
 }
 
 /// Notes the candidate types ("typ host", "typ srflx", "typ relay") a signal carries.
@@ -550,7 +569,7 @@ pub fn on_signal(engine: Engine, payload: SignalPayload) {
 }
 
 async fn apply_signal(peer: &Rc<Peer>, payload: SignalPayload) -> Result<(), JsValue> {
-    let match_id = peer.match_id;
+    let (match_id, generation) = (peer.match_id, Some(peer.generation));
     match payload {
         SignalPayload::Offer { sdp } => {
             let collision = peer.making_offer.get() || peer.pc.signaling_state() != RtcSignalingState::Stable;
@@ -569,6 +588,7 @@ async fn apply_signal(peer: &Rc<Peer>, payload: SignalPayload) -> Result<(), JsV
                 crate::engine::socket::send(ClientMsg::Signal {
                     match_id,
                     payload: SignalPayload::Answer { sdp: desc.sdp() },
+                    generation,
                 });
             }
         }

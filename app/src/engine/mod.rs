@@ -64,6 +64,8 @@ pub struct MatchInfo {
     pub mode: Mode,
     pub common_interests: Vec<String>,
     pub peer_country: Option<String>,
+    /// The negotiation generation signals of this peer connection belong to.
+    pub generation: u32,
 }
 
 /// Who wrote a line of the chat log.
@@ -118,6 +120,8 @@ pub struct Engine {
     pub media_problem: RwSignal<Option<MediaProblem>>,
     /// ICE servers from the last `welcome`.
     pub ice_servers: RwSignal<Vec<IceServer>>,
+    /// The server said it offers a TURN relay (credentials come with each match).
+    pub relay_offered: RwSignal<bool>,
     /// Bumped whenever a media stream changes, so video elements rebind.
     pub media_rev: RwSignal<u64>,
     /// Connection facts from getStats: direct or relayed, round trip, incoming bitrate.
@@ -161,6 +165,7 @@ impl Engine {
             notice: RwSignal::new(None),
             media_problem: RwSignal::new(None),
             ice_servers: RwSignal::new(Vec::new()),
+            relay_offered: RwSignal::new(false),
             media_rev: RwSignal::new(0),
             stats: RwSignal::new(None),
             mic_muted: RwSignal::new(false),
@@ -196,8 +201,10 @@ impl Engine {
 
     /// Whether the server offers a TURN relay (so "Hide my IP" can work).
     pub fn has_relay(&self) -> bool {
-        self.ice_servers
-            .with(|s| s.iter().flat_map(|s| &s.urls).any(|u| u.starts_with("turn:") || u.starts_with("turns:")))
+        self.relay_offered.get()
+            || self
+                .ice_servers
+                .with(|s| s.iter().flat_map(|s| &s.urls).any(|u| u.starts_with("turn:") || u.starts_with("turns:")))
     }
 
     /// Whether a chat is under way or being looked for (the chat screen is relevant).
@@ -378,7 +385,8 @@ impl Engine {
     /// Applies a message from the server to the state.
     pub fn apply(self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { online, ice_servers, resumed, .. } => {
+            ServerMsg::Welcome { online, ice_servers, resumed, relay, .. } => {
+                self.relay_offered.set(relay);
                 self.link.set(Link::Connected);
                 // Let in again: whatever ban there was is over.
                 if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
@@ -397,7 +405,7 @@ impl Engine {
                 if self.stop_sent.get_value() || matches!(self.phase.get_untracked(), Phase::Banned { .. }) => {}
             // On a fresh page (Idle) this restores our wait after a reload.
             ServerMsg::Queued { .. } => self.phase.set(Phase::Waiting),
-            ServerMsg::Matched { match_id, role, common_interests, peer_country, ice_servers } => {
+            ServerMsg::Matched { match_id, role, common_interests, peer_country, ice_servers, generation } => {
                 if let Some(servers) = ice_servers {
                     self.ice_servers.set(servers);
                 }
@@ -413,7 +421,15 @@ impl Engine {
                     };
                     self.push_line(Author::System, hello);
                 }
-                self.current.set(Some(MatchInfo { id: match_id, role, mode, common_interests, peer_country }));
+                let generation = generation.unwrap_or(0);
+                self.current.set(Some(MatchInfo {
+                    id: match_id,
+                    role,
+                    mode,
+                    common_interests,
+                    peer_country,
+                    generation,
+                }));
                 self.peer_typing.set(false);
                 match mode {
                     Mode::Text => {
@@ -430,7 +446,7 @@ impl Engine {
                     }
                 }
             }
-            ServerMsg::Signal { match_id, payload } => {
+            ServerMsg::Signal { match_id, payload, .. } => {
                 if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
                     #[cfg(feature = "hydrate")]
                     media::on_signal(self, payload);
@@ -460,8 +476,20 @@ impl Engine {
                     self.phase.set(Phase::PeerReconnecting);
                 }
             }
-            ServerMsg::PeerResumed { match_id } => {
-                if let Some(info) = self.current.get_untracked().filter(|m| m.id == match_id) {
+            ServerMsg::IceServers { match_id, ice_servers } => {
+                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
+                    self.ice_servers.set(ice_servers);
+                    // Before the credentials in use expire: the connection moves over.
+                    #[cfg(feature = "hydrate")]
+                    media::refresh_ice(self);
+                }
+            }
+            ServerMsg::PeerResumed { match_id, generation } => {
+                if let Some(mut info) = self.current.get_untracked().filter(|m| m.id == match_id) {
+                    if let Some(g) = generation {
+                        info.generation = g;
+                        self.current.set(Some(info.clone()));
+                    }
                     match info.mode {
                         Mode::Text => self.phase.set(Phase::Connected),
                         Mode::Video => {

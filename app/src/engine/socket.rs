@@ -1,5 +1,5 @@
 //! The signaling WebSocket (browser only): connects, resumes with the tab's token from
-//! sessionStorage, and reconnects with exponential backoff and jitter.
+//! sessionStorage (sent in the first message, `hello`), and reconnects with exponential backoff and jitter.
 
 use super::{Engine, Link};
 use leptos::prelude::*;
@@ -23,6 +23,7 @@ const BACKOFF_MAX_MS: f64 = 15_000.0;
 /// The live socket and the handlers attached to it (dropped together).
 struct Live {
     ws: WebSocket,
+    _on_open: Closure<dyn FnMut(web_sys::Event)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
 }
@@ -79,6 +80,15 @@ fn open(engine: Engine, failures: u32) {
             return retry(engine, failures + 1);
         }
     };
+    // The first message names the session to resume: a token in the URL would end
+    // up in proxy logs.
+    let hello_ws = ws.clone();
+    let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        let hello = ClientMsg::Hello { resume_token: load_token() };
+        if let Err(e) = hello_ws.send_with_str(&hello.to_json()) {
+            leptos::logging::warn!("send failed: {e:?}");
+        }
+    });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
         let Some(text) = ev.data().as_string() else { return };
         match ServerMsg::from_json(&text) {
@@ -117,9 +127,12 @@ fn open(engine: Engine, failures: u32) {
             _ => retry(engine, failures + 1),
         }
     });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    LIVE.with(|live| *live.borrow_mut() = Some(Live { ws, _on_message: on_message, _on_close: on_close }));
+    LIVE.with(|live| {
+        *live.borrow_mut() = Some(Live { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
+    });
 }
 
 fn retry(engine: Engine, failures: u32) {
@@ -141,10 +154,7 @@ fn url() -> String {
     let location = window().location();
     let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
     let host = location.host().unwrap_or_default();
-    match load_token() {
-        Some(token) => format!("{scheme}://{host}/ws?resume={token}"),
-        None => format!("{scheme}://{host}/ws"),
-    }
+    format!("{scheme}://{host}/ws?hello=1")
 }
 
 fn storage() -> Option<web_sys::Storage> {

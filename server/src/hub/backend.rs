@@ -181,10 +181,8 @@ impl Directory for MemoryDirectory {
     }
 
     fn register(&mut self, session: SessionId, token: ResumeToken, ip: IpAddr) {
-        if let Some((_, old_ip)) = self.sessions.get(&session).cloned() {
-            if old_ip == ip {
-                return;
-            }
+        if let Some((old_token, old_ip)) = self.sessions.remove(&session) {
+            self.tokens.remove(&old_token);
             self.count(old_ip, -1);
         }
         self.tokens.insert(token.clone(), session);

@@ -1,11 +1,19 @@
 //! The hub's policy values, every one named (the server's flags fill them in).
 
+use super::budget::Rate;
 use super::relay::InboxLimits;
 use crate::ice::IceConfig;
 use std::time::Duration;
 
 /// Chat lines kept for a session whose socket is down, delivered when it resumes.
 pub const MISSED_CHAT_LIMIT: usize = 50;
+/// How long each side of a new match (or of a renegotiation after a resume) has to
+/// say `ready`: until then its inbox may hold signals, so a client that never does
+/// cannot pin them for the whole match.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Resumes one session may make: a burst of 5, then one per 10 s. Each resume makes
+/// the peer's browser start a new peer connection.
+pub const RESUME_RATE: Rate = Rate::one_every(10, 5);
 /// Avoid entries one session keeps (blocks and cooldowns); the one ending first goes.
 pub const AVOID_LIMIT: usize = 256;
 
@@ -30,6 +38,14 @@ pub struct HubConfig {
     pub max_sessions_per_ip: usize,
     /// Avoid entries kept per session.
     pub avoid_limit: usize,
+    /// Client messages per session (PROTOCOL.md's 50/s, burst 100 by default).
+    pub message_rate: Rate,
+    /// Resumes per session; one beyond it is refused with close 1008.
+    pub resume_rate: Rate,
+    /// See [`READY_TIMEOUT`].
+    pub ready_timeout: Duration,
+    /// How long a report counts against the reported address.
+    pub report_window: Duration,
 }
 
 impl Default for HubConfig {
@@ -44,6 +60,10 @@ impl Default for HubConfig {
             online_interval: Duration::from_secs(1),
             max_sessions_per_ip: 40,
             avoid_limit: AVOID_LIMIT,
+            message_rate: Rate::per_second(protocol::limits::RATE_PER_SECOND, protocol::limits::RATE_BURST),
+            resume_rate: RESUME_RATE,
+            ready_timeout: READY_TIMEOUT,
+            report_window: Duration::from_secs(3600),
         }
     }
 }

@@ -14,7 +14,7 @@ pub enum Input {
     /// A validated message that changes the sender's state.
     Command { conn: ConnId, cmd: Command },
     /// A per-match message, already serialized as the frame the peer receives.
-    Relay { conn: ConnId, match_id: MatchId, kind: RelayKind, frame: Frame },
+    Relay { conn: ConnId, match_id: MatchId, kind: RelayKind, frame: Frame, generation: Option<u32> },
     /// A socket closed.
     Disconnect { conn: ConnId },
     /// Tell every socket to reconnect (close 1012), for a graceful restart.
@@ -28,29 +28,46 @@ pub enum Input {
 /// Client messages other than the relayed ones.
 #[derive(Debug)]
 pub enum Command {
+    /// `hello` after the first message: refused (the socket layer reads the first).
+    Hello,
     Join(Preferences),
-    Ready { match_id: MatchId },
+    Ready {
+        match_id: MatchId,
+    },
     Next,
     Stop,
-    Report { match_id: MatchId, reason: ReportReason },
-    Block { match_id: MatchId },
+    Report {
+        match_id: MatchId,
+        reason: ReportReason,
+    },
+    Block {
+        match_id: MatchId,
+    },
 }
 
 impl Input {
     /// The input for a decoded client message. Relayed messages are serialized here,
     /// once, in the form the peer receives.
     pub fn from_client(conn: ConnId, msg: ClientMsg) -> Self {
-        let relay = |match_id, kind, msg: ServerMsg| Input::Relay { conn, match_id, kind, frame: msg.to_json().into() };
+        let relay = |match_id, kind, msg: ServerMsg, generation| Input::Relay {
+            conn,
+            match_id,
+            kind,
+            frame: msg.to_json().into(),
+            generation,
+        };
         let cmd = match msg {
-            ClientMsg::Signal { match_id, payload } => {
-                return relay(match_id, RelayKind::Signal, ServerMsg::Signal { match_id, payload });
+            ClientMsg::Signal { match_id, payload, generation } => {
+                let msg = ServerMsg::Signal { match_id, payload, generation };
+                return relay(match_id, RelayKind::Signal, msg, generation);
             }
             ClientMsg::Chat { match_id, text } => {
-                return relay(match_id, RelayKind::Chat, ServerMsg::Chat { match_id, text });
+                return relay(match_id, RelayKind::Chat, ServerMsg::Chat { match_id, text }, None);
             }
             ClientMsg::Typing { match_id, typing } => {
-                return relay(match_id, RelayKind::Typing, ServerMsg::Typing { match_id, typing });
+                return relay(match_id, RelayKind::Typing, ServerMsg::Typing { match_id, typing }, None);
             }
+            ClientMsg::Hello { .. } => Command::Hello,
             ClientMsg::Join(prefs) => Command::Join(prefs),
             ClientMsg::Ready { match_id } => Command::Ready { match_id },
             ClientMsg::Next => Command::Next,
@@ -100,10 +117,13 @@ pub enum Ended {
     Disconnected,
     Banned,
     Blocked,
+    /// A side did not say `ready` in time.
+    NotReady,
 }
 
 impl Ended {
-    pub const ALL: [Ended; 5] = [Ended::Skipped, Ended::Stopped, Ended::Disconnected, Ended::Banned, Ended::Blocked];
+    pub const ALL: [Ended; 6] =
+        [Ended::Skipped, Ended::Stopped, Ended::Disconnected, Ended::Banned, Ended::Blocked, Ended::NotReady];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -112,6 +132,7 @@ impl Ended {
             Ended::Disconnected => "disconnected",
             Ended::Banned => "banned",
             Ended::Blocked => "blocked",
+            Ended::NotReady => "not_ready",
         }
     }
 }
@@ -123,11 +144,13 @@ pub enum Dropped {
     BufferFull,
     MissedChatFull,
     PeerOffline,
+    /// A signal of an earlier negotiation generation.
+    StaleSignal,
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 4] =
-        [Dropped::StaleMatch, Dropped::BufferFull, Dropped::MissedChatFull, Dropped::PeerOffline];
+    pub const ALL: [Dropped; 5] =
+        [Dropped::StaleMatch, Dropped::BufferFull, Dropped::MissedChatFull, Dropped::PeerOffline, Dropped::StaleSignal];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -135,6 +158,7 @@ impl Dropped {
             Dropped::BufferFull => "buffer_full",
             Dropped::MissedChatFull => "missed_chat_full",
             Dropped::PeerOffline => "peer_offline",
+            Dropped::StaleSignal => "stale_signal",
         }
     }
 }

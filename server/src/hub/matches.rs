@@ -31,7 +31,17 @@ pub fn start_side(session: &mut Session, id: MatchId, peer: SessionId, started: 
         return None;
     };
     let Started { role, common_interests, peer_country, peer_ip } = started;
-    session.state = State::Matched(Box::new(Side { id, peer, peer_ip, role, common_interests, peer_country }));
+    session.state = State::Matched(Box::new(Side {
+        id,
+        peer,
+        peer_ip,
+        role,
+        common_interests,
+        peer_country,
+        generation: 0,
+        ready_by: None,
+        refresh_at: None,
+    }));
     session.inbox.clear();
     Some(since)
 }

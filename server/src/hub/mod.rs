@@ -1,6 +1,8 @@
 //! The hub: sessions, matches and relay, as a sans-IO core behind a tokio shell.
 //!
 //! Layout, each file one job, each importing only files above it in this list:
+//! - [`budget`] — token buckets on the core's clock (message and resume budgets).
+//! - [`timers`] — per-side deadlines (`ready`, TURN refresh).
 //! - [`model`] — plain data (session, side of a match, inbox, envelope).
 //! - [`backend`] — the seam a cluster plugs into: directory, bus, matchmaking, with
 //!   in-memory implementations.
@@ -18,6 +20,7 @@
 //! - [`shell`] — tokio: sockets, clock, timer; [`HubHandle`].
 
 pub mod backend;
+pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod core;
@@ -30,6 +33,7 @@ pub mod node;
 pub mod relay;
 pub mod sessions;
 pub mod shell;
+pub mod timers;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! ended. No behaviour beyond small accessors lives here; the rooms next to this file
 //! (sessions, matches, relay, moderation) own the rules.
 
+use super::budget::Budget;
 use axum::extract::ws::Utf8Bytes;
 use matcher::{Avoid, Millis};
 use protocol::{LeftReason, MatchId, Preferences, ResumeToken, Role, SessionId};
@@ -36,6 +37,13 @@ pub struct Side {
     pub role: Role,
     pub common_interests: Vec<String>,
     pub peer_country: Option<String>,
+    /// The negotiation generation: 0 at the start, raised by every resume of either
+    /// side. Signals of an earlier generation are stale and dropped.
+    pub generation: u32,
+    /// This side must say `ready` by then (it has not yet, for this generation).
+    pub ready_by: Option<Millis>,
+    /// When this side's TURN credentials get refreshed.
+    pub refresh_at: Option<Millis>,
 }
 
 /// What is held for a session in its current match, owned by the receiving session:
@@ -105,6 +113,11 @@ pub struct Session {
     /// A `peer_left` that could not be delivered because the socket was down; sent
     /// when the session resumes.
     pub missed_left: Option<(MatchId, LeftReason)>,
+    /// Client messages: spent by every command and relay, whichever socket carries
+    /// them, so reconnecting does not buy a fresh burst.
+    pub budget: Budget,
+    /// Resumes: each one restarts the peer's video, so they are rationed too.
+    pub resumes: Budget,
 }
 
 impl Session {
@@ -122,6 +135,8 @@ impl Session {
             last_match: None,
             reported: Vec::new(),
             missed_left: None,
+            budget: Budget::default(),
+            resumes: Budget::default(),
         }
     }
 
@@ -136,6 +151,13 @@ impl Session {
     /// Its current match, if any.
     pub fn current_match(&self) -> Option<&Side> {
         match &self.state {
+            State::Matched(side) => Some(side),
+            _ => None,
+        }
+    }
+
+    pub fn current_match_mut(&mut self) -> Option<&mut Side> {
+        match &mut self.state {
             State::Matched(side) => Some(side),
             _ => None,
         }
@@ -180,7 +202,8 @@ pub enum Body {
     /// You are matched with `from` (sent by the side that took the pair).
     Started(Box<Started>),
     /// A signal, chat line or typing indicator from your peer.
-    Relay { kind: RelayKind, frame: Frame },
+    /// A message from the peer's client; signals carry the sender's generation.
+    Relay { kind: RelayKind, frame: Frame, generation: u32 },
     /// Your signal was dropped: the peer holds as many as it may before its `ready`.
     BufferFull,
     /// Your peer ended the match.
@@ -188,7 +211,7 @@ pub enum Body {
     /// Your peer's socket dropped; the match is held for its grace period.
     Away,
     /// Your peer is back (or replaced its socket) and negotiates again.
-    Back,
+    Back { generation: u32 },
     /// Your peer blocked you after the match ended: never pair the two again.
     Block,
 }

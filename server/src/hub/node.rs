@@ -27,6 +27,10 @@ pub struct HubStats {
     pub buffered_signals: usize,
     /// Reports counted so far, over all reported addresses.
     pub reports: u64,
+    /// Reports held within their window.
+    pub reports_held: usize,
+    /// Per-side deadlines pending (`ready`, TURN refresh).
+    pub deadlines: usize,
     /// Addresses holding sessions.
     pub addresses: usize,
     /// Entries in the per-address queues of sessions within their grace period.
@@ -34,7 +38,7 @@ pub struct HubStats {
 }
 
 impl HubStats {
-    /// Whether every table is empty (reports are kept on purpose).
+    /// Whether every table is empty (the report total is a counter, not a table).
     pub fn is_empty(&self) -> bool {
         let HubStats {
             sessions,
@@ -47,6 +51,8 @@ impl HubStats {
             grace_timers,
             buffered_signals,
             reports: _,
+            reports_held,
+            deadlines,
             addresses,
             away,
         } = *self;
@@ -58,6 +64,8 @@ impl HubStats {
             + in_match
             + grace_timers
             + buffered_signals
+            + reports_held
+            + deadlines
             + addresses
             + away
             == 0
@@ -139,6 +147,8 @@ impl Node {
             grace_timers: sessions.grace_timers(),
             buffered_signals: sessions.iter().map(|s| s.inbox.held()).sum(),
             reports: self.core.reports(),
+            reports_held: self.core.reports_held(),
+            deadlines: self.core.deadlines(),
             addresses: self.backend.directory.addresses(),
             away: sessions.away(),
         }

@@ -76,10 +76,16 @@ impl Inbox {
     /// signals held for the old one are stale and it must say `ready` again. Returns
     /// the chat lines missed meanwhile.
     pub fn reconnected(&mut self) -> VecDeque<Frame> {
+        self.renegotiate();
+        std::mem::take(&mut self.missed_chat)
+    }
+
+    /// The peer started a new negotiation: this client starts a new peer connection
+    /// too, and signals held for the old one are stale. Missed chat stays.
+    pub fn renegotiate(&mut self) {
         self.ready = false;
         self.pending.clear();
         self.pending_bytes = 0;
-        std::mem::take(&mut self.missed_chat)
     }
 
     /// The socket dropped: whatever comes next waits for the session's return.

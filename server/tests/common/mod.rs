@@ -35,12 +35,14 @@ pub fn config() -> Config {
     let mut c = Config::defaults();
     c.leptos_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../Leptos.toml").into();
     c.max_conn_per_ip = 10_000;
+    c.metrics_bind = server::config::MetricsBind(Some("127.0.0.1:0".parse().unwrap()));
     c.idle_timeout_secs = 24.0 * 3600.0;
     c
 }
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub hub: HubHandle,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -62,7 +64,7 @@ impl TestServer {
             },
         ));
         let running = started.await.expect("the server starts");
-        Self { addr: running.addr, hub: running.hub, stop: Some(stop), task }
+        Self { addr: running.addr, metrics_addr: running.metrics_addr, hub: running.hub, stop: Some(stop), task }
     }
 
     pub fn url(&self) -> String {
@@ -108,6 +110,16 @@ impl TestServer {
     }
 }
 
+/// One `GET` on a fresh connection: the whole response, headers and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A protocol client that has received its `welcome`.
@@ -125,14 +137,49 @@ impl Client {
         Self::after_upgrade(ws).await
     }
 
-    pub async fn after_upgrade(ws: Ws) -> Self {
-        let mut c = Client {
+    /// A client on `ws` that has not read anything yet (its `welcome` fields are
+    /// placeholders).
+    pub fn raw(ws: Ws) -> Self {
+        Client {
             ws,
             session: SessionId(uuid::Uuid::nil()),
             token: ResumeToken(uuid::Uuid::nil()),
             resumed: false,
             welcome: ServerMsg::Queued { mode: Mode::Text },
-        };
+        }
+    }
+
+    /// Sends `hello` on a socket opened with `?hello=1`, then reads the `welcome`.
+    pub async fn after_hello(ws: Ws, hello: &ClientMsg) -> Self {
+        let mut c = Self::raw(ws);
+        c.send(hello).await;
+        c.read_welcome().await
+    }
+
+    /// The next message, or the close code if the server closes first.
+    pub async fn recv_or_close(&mut self) -> Result<ServerMsg, u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("a message or a close in time") {
+                Some(Ok(Message::Text(t))) => {
+                    let msg = ServerMsg::from_json(t.as_str()).unwrap();
+                    if !matches!(msg, ServerMsg::Online(_)) {
+                        return Ok(msg);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => return Err(frame.map_or(1005, |f: CloseFrame| f.code.into())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("socket error: {e}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
+    pub async fn after_upgrade(ws: Ws) -> Self {
+        Self::raw(ws).read_welcome().await
+    }
+
+    async fn read_welcome(self) -> Self {
+        let mut c = self;
         let welcome = c.recv().await;
         let ServerMsg::Welcome { session_id, resume_token, resumed, .. } = &welcome else {
             panic!("first message is not welcome: {welcome:?}")

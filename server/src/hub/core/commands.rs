@@ -5,12 +5,19 @@ use crate::hub::backend::Request;
 use crate::hub::io::{Command, Metric};
 use crate::hub::matches::{self, Named};
 use crate::hub::model::{Body, Parting, State};
+use crate::hub::timers::Due;
 use matcher::Millis;
 use protocol::{ErrorCode, LeftReason, MatchId, Preferences, ReportReason, ServerMsg, SessionId};
 
 impl HubCore {
     pub(super) fn command(&mut self, sid: SessionId, cmd: Command) {
         match cmd {
+            Command::Hello => self.error(
+                sid,
+                ErrorCode::NotAllowed,
+                "hello is only the first message of a socket opened with ?hello=1",
+                None,
+            ),
             Command::Join(prefs) => self.join(sid, prefs),
             Command::Ready { match_id } => self.ready(sid, match_id),
             Command::Next => self.next(sid),
@@ -51,6 +58,7 @@ impl HubCore {
             for frame in held {
                 self.send_frame(sid, frame);
             }
+            self.set_deadline(sid, Due::Ready, None);
         }
     }
 
@@ -93,8 +101,9 @@ impl HubCore {
         let Some(named) = self.named(sid, match_id) else {
             return;
         };
+        let now = self.now;
         let session = self.sessions.get_mut(sid).expect("named found the session");
-        if let Some(count) = self.moderation.report(session, match_id, named.peer_ip) {
+        if let Some(count) = self.moderation.report(session, match_id, named.peer_ip, now) {
             self.metric(Metric::Report);
             tracing::info!(reporter = %sid, reported = %named.peer, ?reason, reports = count, "report");
         }

@@ -2,10 +2,10 @@
 
 use super::HubCore;
 use crate::hub::backend::{Request, Resolved};
-use crate::hub::io::Output;
+use crate::hub::io::{Metric, Output};
 use crate::hub::model::{Body, ConnId, Frame, Parting, Session, State};
 use matcher::Millis;
-use protocol::{LeftReason, ResumeToken, ServerMsg, SessionId, close};
+use protocol::{ErrorCode, LeftReason, ResumeToken, ServerMsg, SessionId, close};
 
 impl HubCore {
     /// The directory answered for a new socket: resume its session or start one.
@@ -13,33 +13,63 @@ impl HubCore {
         let Some(ip) = self.sessions.take_pending(r.conn) else {
             return; // closed before its welcome
         };
+        let (now, rate, cap) = (self.now, self.config.resume_rate, self.config.max_sessions_per_ip);
         if let Some(sid) = r.session.filter(|&s| self.sessions.get(s).is_some()) {
+            let session = self.sessions.get_mut(sid).expect("filtered above");
+            if !session.resumes.spend(rate, now) {
+                // Each resume restarts the peer's video: a client that keeps reconnecting
+                // waits (its session keeps its grace period; the token stays valid).
+                self.metric(Metric::ClientError(ErrorCode::RateLimited));
+                self.out.push_back(Output::Close {
+                    conn: r.conn,
+                    code: close::POLICY,
+                    reason: "reconnecting too often",
+                });
+                return;
+            }
+            // Moving to another address takes a place there like a new session would.
+            if session.ip != ip
+                && r.at_address >= cap
+                && let Some(oldest) = self.sessions.longest_away(ip)
+            {
+                self.expire(oldest);
+            }
             self.attach(sid, r.conn, ip);
             self.welcome(sid, true);
             self.restore(sid);
             return;
         }
-        if r.at_address >= self.config.max_sessions_per_ip
+        if r.at_address >= cap
             && let Some(oldest) = self.sessions.longest_away(ip)
         {
             self.expire(oldest);
         }
         let sid = SessionId(self.ids.next_id());
         let token = ResumeToken(self.ids.next_id());
-        self.sessions.insert(sid, Session::new(token.clone(), r.conn, ip));
-        self.request(Request::Register { session: sid, token, ip });
+        self.sessions.insert(sid, Session::new(token, r.conn, ip));
         self.welcome(sid, false);
     }
 
+    /// Sends `welcome`. Every welcome carries a fresh resume token: a resumed session
+    /// gets a new one here, and the one it presented stops working (the directory
+    /// keeps one token per session).
     pub(super) fn welcome(&mut self, sid: SessionId, resumed: bool) {
-        let session = self.sessions.get(sid).expect("welcoming a session of this node");
+        let fresh = resumed.then(|| ResumeToken(self.ids.next_id()));
+        let session = self.sessions.get_mut(sid).expect("welcoming a session of this node");
+        if let Some(token) = fresh {
+            session.token = token;
+        }
+        let (token, ip) = (session.token.clone(), session.ip);
+        self.request(Request::Register { session: sid, token: token.clone(), ip });
         let welcome = ServerMsg::Welcome {
             protocol: protocol::PROTOCOL_VERSION,
             session_id: sid,
-            resume_token: session.token.clone(),
+            resume_token: token,
             resumed,
-            ice_servers: self.config.ice.servers_at(sid, self.unix_now()),
+            // TURN credentials come with `matched` only.
+            ice_servers: self.config.ice.stun_servers(),
             online: self.online_counts(),
+            relay: self.config.ice.has_turn(),
         };
         self.send(sid, &welcome);
     }
@@ -59,26 +89,25 @@ impl HubCore {
                 reason: "replaced by a newer connection",
             });
         }
-        let session = self.sessions.get(sid).expect("just attached");
-        if attached.moved {
-            let token = session.token.clone();
-            self.request(Request::Register { session: sid, token, ip });
-        }
+        // (`welcome`, next, registers the session's new token and address.)
         // Either way the session's client starts a new peer connection (see
-        // `restore`), so the peer must negotiate again.
+        // `restore`): a new negotiation generation, which the peer joins.
         if (attached.replaced.is_some() || attached.returned)
-            && let Some(side) = self.sessions.get(sid).and_then(Session::current_match)
+            && let Some(side) = self.sessions.get_mut(sid).and_then(Session::current_match_mut)
         {
-            let (peer, id) = (side.peer, side.id);
-            self.forward(peer, sid, id, Body::Back);
+            side.generation += 1;
+            let (peer, id, generation) = (side.peer, side.id, side.generation);
+            self.forward(peer, sid, id, Body::Back { generation });
         }
     }
 
     /// Tells a resumed session where it stands.
     pub(super) fn restore(&mut self, sid: SessionId) {
+        let ice = self.fresh_turn(sid);
         let session = self.sessions.get_mut(sid).expect("restoring a session of this node");
         let mut frames: Vec<Frame> = Vec::new();
         let mut requeue = None;
+        let mut renegotiate = false;
         match &session.state {
             State::Idle => {
                 if let Some((match_id, reason)) = session.missed_left.take() {
@@ -96,15 +125,20 @@ impl HubCore {
                     role: side.role,
                     common_interests: side.common_interests.clone(),
                     peer_country: side.peer_country.clone(),
-                    // `welcome` just carried fresh ICE servers.
-                    ice_servers: None,
+                    ice_servers: ice,
+                    generation: Some(side.generation),
                 };
                 frames.push(matched.to_json().into());
                 frames.extend(session.inbox.reconnected());
+                renegotiate = true;
             }
         }
         for frame in frames {
             self.send_frame(sid, frame);
+        }
+        if renegotiate {
+            self.await_ready(sid);
+            self.schedule_refresh(sid);
         }
         if let Some(since) = requeue {
             self.submit(sid, since);

@@ -10,13 +10,26 @@ use protocol::{ErrorCode, MatchId, ServerMsg, SessionId};
 
 impl HubCore {
     /// A per-match message from `sid`: addressed to its peer, wherever it lives.
-    pub(super) fn relay(&mut self, sid: SessionId, match_id: MatchId, kind: RelayKind, frame: Frame) {
+    /// `generation`: the one the client named (signals), if it did.
+    pub(super) fn relay(
+        &mut self,
+        sid: SessionId,
+        match_id: MatchId,
+        kind: RelayKind,
+        frame: Frame,
+        generation: Option<u32>,
+    ) {
         let session = self.sessions.get(sid).expect("relays come from sessions of this node");
-        let Some(peer) = session.side(match_id).map(|s| s.peer) else {
+        let Some(side) = session.side(match_id) else {
             self.metric(Metric::Dropped(Dropped::StaleMatch));
             return self.error(sid, ErrorCode::StaleMatch, "that match is not your current one", Some(match_id));
         };
-        self.forward(peer, sid, match_id, Body::Relay { kind, frame });
+        let (peer, current) = (side.peer, side.generation);
+        // From a peer connection this client has replaced since: nobody may act on it.
+        if generation.is_some_and(|g| g != current) {
+            return self.metric(Metric::Dropped(Dropped::StaleSignal));
+        }
+        self.forward(peer, sid, match_id, Body::Relay { kind, frame, generation: current });
     }
 
     /// An envelope for `to`, a session of this node.
@@ -35,7 +48,13 @@ impl HubCore {
             return;
         }
         match body {
-            Body::Relay { kind, frame } => self.receive(to, from, match_id, kind, frame),
+            Body::Relay { kind: RelayKind::Signal, generation, .. }
+                if session.side(match_id).is_some_and(|s| s.generation != generation) =>
+            {
+                // Sent for a negotiation that a resume on either side has replaced.
+                self.metric(Metric::Dropped(Dropped::StaleSignal));
+            }
+            Body::Relay { kind, frame, .. } => self.receive(to, from, match_id, kind, frame),
             Body::BufferFull => {
                 self.metric(Metric::Dropped(Dropped::BufferFull));
                 self.error(
@@ -47,7 +66,9 @@ impl HubCore {
             }
             Body::Left { reason, parting } => {
                 let limit = self.config.avoid_limit;
-                matches::end_side(session, parting, limit);
+                if let Some(side) = matches::end_side(session, parting, limit) {
+                    self.forget_deadlines(to, &side);
+                }
                 self.chatting -= 1;
                 if !self.send(to, &ServerMsg::PeerLeft { match_id, reason }) {
                     // Away within its grace period: tell it when it comes back.
@@ -58,8 +79,15 @@ impl HubCore {
             Body::Away => {
                 self.send(to, &ServerMsg::PeerReconnecting { match_id });
             }
-            Body::Back => {
-                self.send(to, &ServerMsg::PeerResumed { match_id });
+            Body::Back { generation } => {
+                // The peer starts a new peer connection: so does this side, and both
+                // say `ready` again; what was held for the old one is stale.
+                let side = session.current_match_mut().expect("checked above");
+                side.generation = side.generation.max(generation);
+                let generation = side.generation;
+                session.inbox.renegotiate();
+                self.await_ready(to);
+                self.send(to, &ServerMsg::PeerResumed { match_id, generation: Some(generation) });
             }
             Body::Started(_) | Body::Block => unreachable!("handled above"),
         }

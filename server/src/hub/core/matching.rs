@@ -43,8 +43,7 @@ impl HubCore {
 
     pub(super) fn start_side(&mut self, me: SessionId, peer: SessionId, id: MatchId, started: Started) {
         let role = started.role;
-        let with_turn = self.config.ice.has_turn();
-        let ice = with_turn.then(|| self.config.ice.servers_at(me, self.unix_now()));
+        let ice = self.fresh_turn(me);
         let Some(session) = self.sessions.get_mut(me) else {
             return self.forward(peer, me, id, Body::Left { reason: LeftReason::Disconnected, parting: Parting::Free });
         };
@@ -53,8 +52,10 @@ impl HubCore {
             role,
             common_interests: started.common_interests.clone(),
             peer_country: started.peer_country.clone(),
-            // TURN credentials expire: every match brings fresh ones.
+            // TURN credentials expire: every match brings fresh ones (and `welcome`
+            // none, so a socket that never joins cannot collect them).
             ice_servers: ice,
+            generation: Some(0),
         };
         let Some(since) = matches::start_side(session, id, peer, started) else {
             // No longer waiting (raced with a stop on another node): the match is off.
@@ -63,14 +64,12 @@ impl HubCore {
         self.chatting += 1;
         self.metric(Metric::QueueWait(self.now.saturating_sub(since)));
         self.send(me, &matched);
+        self.await_ready(me);
+        self.schedule_refresh(me);
     }
 
     /// Ends `sid`'s match, if any; its peer is told through the bus.
     pub(super) fn end_match(&mut self, sid: SessionId, reason: LeftReason, parting: Parting) -> Option<MatchId> {
-        let avoid_limit = self.config.avoid_limit;
-        let side = matches::end_side(self.sessions.get_mut(sid)?, parting, avoid_limit)?;
-        self.chatting -= 1;
-        self.forward(side.peer, sid, side.id, Body::Left { reason, parting });
         let ended = match (reason, parting) {
             (_, Parting::Block) => Ended::Blocked,
             (LeftReason::Skipped, _) => Ended::Skipped,
@@ -78,6 +77,22 @@ impl HubCore {
             (LeftReason::Disconnected, _) => Ended::Disconnected,
             (LeftReason::Banned, _) => Ended::Banned,
         };
+        self.end_match_as(sid, reason, parting, ended)
+    }
+
+    /// [`HubCore::end_match`], counted as `ended`.
+    pub(super) fn end_match_as(
+        &mut self,
+        sid: SessionId,
+        reason: LeftReason,
+        parting: Parting,
+        ended: Ended,
+    ) -> Option<MatchId> {
+        let avoid_limit = self.config.avoid_limit;
+        let side = matches::end_side(self.sessions.get_mut(sid)?, parting, avoid_limit)?;
+        self.forget_deadlines(sid, &side);
+        self.chatting -= 1;
+        self.forward(side.peer, sid, side.id, Body::Left { reason, parting });
         self.metric(Metric::MatchEnded(ended));
         Some(side.id)
     }

@@ -14,6 +14,7 @@
 
 mod commands;
 mod connections;
+mod deadlines;
 mod delivery;
 mod matching;
 
@@ -23,6 +24,7 @@ use super::io::{Input, Metric, Output};
 use super::model::{Body, ConnId, Envelope, Frame};
 use super::moderation::Moderation;
 use super::sessions::Sessions;
+use super::timers::Timers;
 use matcher::Millis;
 use protocol::{ErrorCode, MatchId, OnlineCounts, ServerMsg, SessionId, close};
 use rand::rngs::StdRng;
@@ -77,6 +79,8 @@ pub struct HubCore {
     /// Unix seconds at millisecond 0 of the core's clock (TURN credential expiry).
     unix_at_zero: u64,
     sessions: Sessions,
+    /// Per-side deadlines (`ready`, TURN refresh).
+    timers: Timers,
     moderation: Moderation,
     /// Sessions of this node in a match.
     chatting: u32,
@@ -100,6 +104,7 @@ impl HubCore {
             ids,
             unix_at_zero,
             sessions: Sessions::default(),
+            timers: Timers::default(),
             moderation: Moderation::default(),
             chatting: 0,
             online: OnlinePush::default(),
@@ -117,13 +122,13 @@ impl HubCore {
                 self.request(Request::Resolve { conn, ip, token: resume });
             }
             Input::Command { conn, cmd } => {
-                if let Some(sid) = self.sessions.of_conn(conn) {
+                if let Some(sid) = self.within_budget(conn) {
                     self.command(sid, cmd);
                 }
             }
-            Input::Relay { conn, match_id, kind, frame } => {
-                if let Some(sid) = self.sessions.of_conn(conn) {
-                    self.relay(sid, match_id, kind, frame);
+            Input::Relay { conn, match_id, kind, frame, generation } => {
+                if let Some(sid) = self.within_budget(conn) {
+                    self.relay(sid, match_id, kind, frame, generation);
                 }
             }
             Input::Disconnect { conn } => self.disconnect(conn),
@@ -141,6 +146,8 @@ impl HubCore {
                 while let Some(sid) = self.sessions.expired(self.now) {
                     self.expire(sid);
                 }
+                self.fire_deadlines();
+                self.moderation.expire(self.now, self.report_window());
             }
             Input::Backend(Event::Resolved(r)) => self.resolved(r),
             Input::Backend(Event::Delivered { to, envelope }) => self.deliver(to, envelope),
@@ -156,7 +163,15 @@ impl HubCore {
 
     /// When to call [`HubCore::handle`] with [`Input::Timer`] next.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        [self.sessions.next_expiry(), self.online.due].into_iter().flatten().min()
+        [
+            self.sessions.next_expiry(),
+            self.timers.next(),
+            self.moderation.next_expiry(self.report_window()),
+            self.online.due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The session registry (read-only, for statistics).
@@ -164,13 +179,41 @@ impl HubCore {
         &self.sessions
     }
 
+    /// Pending per-side deadlines.
+    pub fn deadlines(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Reports counted so far.
     pub fn reports(&self) -> u64 {
         self.moderation.total()
     }
 
+    /// Reports held within their window.
+    pub fn reports_held(&self) -> usize {
+        self.moderation.held()
+    }
+
+    fn report_window(&self) -> Millis {
+        self.config.report_window.as_millis() as Millis
+    }
+
     pub fn counts(&self) -> Counts {
         Counts { sessions: self.sessions.len(), live_sockets: self.sessions.live(), in_match: self.chatting as usize }
+    }
+
+    /// The session on socket `conn`, if it may send one more message now. Spent per
+    /// session, so a new socket (a resume) does not refill it; over budget the
+    /// message is dropped and the client told.
+    fn within_budget(&mut self, conn: ConnId) -> Option<SessionId> {
+        let sid = self.sessions.of_conn(conn)?;
+        let (rate, now) = (self.config.message_rate, self.now);
+        let session = self.sessions.get_mut(sid)?;
+        if session.budget.spend(rate, now) {
+            return Some(sid);
+        }
+        self.error(sid, ErrorCode::RateLimited, "too many messages; this one was dropped", None);
+        None
     }
 
     // ----- output helpers ------------------------------------------------------

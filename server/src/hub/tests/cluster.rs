@@ -187,11 +187,11 @@ fn a_match_across_two_nodes_relays_buffers_at_the_receiver_and_ends_cleanly() {
 
     // a's offer waits in b's inbox, on b's node, until b is ready.
     let offer = SignalPayload::Offer { sdp: "v=0".into() };
-    c.send(0, a, ClientMsg::Signal { match_id: id, payload: offer.clone() });
+    c.send(0, a, ClientMsg::Signal { match_id: id, payload: offer.clone(), generation: None });
     assert_eq!((c.nodes[0].stats().buffered_signals, c.nodes[1].stats().buffered_signals), (0, 1));
     assert!(c.take(b).is_empty());
     c.send(1, b, ClientMsg::Ready { match_id: id });
-    assert_eq!(c.take(b), [ServerMsg::Signal { match_id: id, payload: offer }]);
+    assert_eq!(c.take(b), [ServerMsg::Signal { match_id: id, payload: offer, generation: None }]);
     c.send(1, b, ClientMsg::Chat { match_id: id, text: "hi from node 1".into() });
     assert_eq!(c.take(a), [ServerMsg::Chat { match_id: id, text: "hi from node 1".into() }]);
 

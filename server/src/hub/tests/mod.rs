@@ -4,6 +4,7 @@
 //! checked to the millisecond.
 
 mod cluster;
+mod hardening;
 mod matching;
 mod relay;
 mod sessions;

@@ -13,7 +13,7 @@ fn candidate(n: usize) -> SignalPayload {
 }
 
 fn signal(match_id: MatchId, n: usize) -> ClientMsg {
-    ClientMsg::Signal { match_id, payload: candidate(n) }
+    ClientMsg::Signal { match_id, payload: candidate(n), generation: None }
 }
 
 #[test]
@@ -27,11 +27,12 @@ fn signals_wait_for_ready_then_flow_in_order() {
     h.silent(&b);
     assert_eq!(h.stats().buffered_signals, 5);
     h.send(&b, ClientMsg::Ready { match_id: id });
-    let expected: Vec<_> = (0..5).map(|n| ServerMsg::Signal { match_id: id, payload: candidate(n) }).collect();
+    let expected: Vec<_> =
+        (0..5).map(|n| ServerMsg::Signal { match_id: id, payload: candidate(n), generation: None }).collect();
     assert_eq!(h.take(b.conn), expected);
     // a is ready: b's signals go straight through; ready twice flushes nothing.
     h.send(&b, signal(id, 9));
-    assert_eq!(h.recv(a.conn), ServerMsg::Signal { match_id: id, payload: candidate(9) });
+    assert_eq!(h.recv(a.conn), ServerMsg::Signal { match_id: id, payload: candidate(9), generation: None });
     h.send(&b, ClientMsg::Ready { match_id: id });
     h.silent(&b);
     assert_eq!(h.stats().buffered_signals, 0);
@@ -138,7 +139,7 @@ fn chat_sent_while_the_peer_is_away_is_delivered_on_its_return_and_typing_is_not
     assert!(matches!(got[0], ServerMsg::Matched { match_id, role: Role::Offerer, .. } if match_id == id));
     let lines: Vec<_> = (2..52).map(|n| ServerMsg::Chat { match_id: id, text: format!("line {n}") }).collect();
     assert_eq!(got[1..], lines[..], "the latest 50 lines, in order; no typing; no stale signal");
-    assert_eq!(h.recv(b.conn), ServerMsg::PeerResumed { match_id: id });
+    assert_eq!(h.recv(b.conn), ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
     h.send(&a, ClientMsg::Chat { match_id: id, text: "back".into() });
     assert_eq!(h.recv(b.conn), ServerMsg::Chat { match_id: id, text: "back".into() });
 }

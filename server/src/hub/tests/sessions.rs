@@ -7,23 +7,34 @@ use protocol::{LeftReason, OnlineCounts, ReportReason, close};
 use std::time::Duration;
 
 #[test]
-fn welcome_carries_fresh_ids_and_turn_credentials_from_the_injected_clock() {
+fn turn_credentials_come_with_matched_only_from_the_injected_clock() {
     let ice = IceConfig {
-        stun_urls: vec![],
+        stun_urls: vec!["stun:127.0.0.1:3478".into()],
         turn_urls: vec!["turn:127.0.0.1:3478".into()],
         secret: Some("0123456789abcdef".parse().unwrap()),
         ttl: Duration::from_secs(3_600),
     };
     let mut h = Harness::new(HubConfig { ice, ..HubConfig::default() });
     h.advance(10_000);
-    let (_, welcome) = h.open(ip(1), None);
-    let ServerMsg::Welcome { session_id, resume_token, resumed, ice_servers, online, protocol } = welcome else {
+    let (conn, welcome) = h.open(ip(1), None);
+    let ServerMsg::Welcome { session_id, resume_token, resumed, ice_servers, online, protocol, relay } = welcome else {
         panic!()
     };
-    assert_eq!((protocol, resumed, online), (1, false, OnlineCounts { count: 1, chatting: 0 }));
+    assert_eq!((protocol, resumed, online, relay), (1, false, OnlineCounts { count: 1, chatting: 0 }, true));
     assert_ne!(session_id.0, resume_token.0, "the token is not the session id");
-    let expiry = UNIX_AT_ZERO + 10 + 3_600;
-    assert_eq!(ice_servers[0].username, Some(format!("{expiry}:{session_id}")));
+    // A socket that never joins collects no TURN credentials: STUN only.
+    assert_eq!(ice_servers.len(), 1);
+    assert!(ice_servers.iter().all(|s| s.username.is_none() && s.credential.is_none()), "{ice_servers:?}");
+    let a = Client { conn, session: session_id, token: resume_token };
+    let b = h.connect();
+    h.join_video(&a);
+    h.advance(5_000);
+    h.join_video(&b);
+    let ServerMsg::Matched { ice_servers: Some(ice_servers), generation: Some(0), .. } = h.recv(a.conn) else {
+        panic!("matched brings TURN credentials")
+    };
+    let expiry = UNIX_AT_ZERO + 15 + 3_600;
+    assert_eq!(ice_servers[1].username, Some(format!("{expiry}:{session_id}")));
 }
 
 #[test]
@@ -53,9 +64,12 @@ fn a_resume_within_the_grace_period_restores_the_match() {
     h.advance(14_999);
     let (a2, resumed) = h.resume(&a.token);
     assert!(resumed);
-    assert_eq!((a2.session, &a2.token), (a.session, &a.token));
+    assert_eq!(a2.session, a.session);
     assert_eq!(h.matched(&a2), (id, Role::Offerer, vec![]));
-    assert_eq!(h.recv(b.conn), ServerMsg::PeerResumed { match_id: id });
+    assert_eq!(h.recv(b.conn), ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
+    // Both start new peer connections and say so.
+    h.send(&a2, ClientMsg::Ready { match_id: id });
+    h.send(&b, ClientMsg::Ready { match_id: id });
     h.advance(60_000);
     h.silent(&b);
     assert_eq!(h.stats().grace_timers, 0);
@@ -69,7 +83,7 @@ fn a_second_socket_replaces_the_first_with_4001_and_the_first_one_s_late_close_c
     assert!(resumed);
     assert_eq!(h.closed.get(&a.conn), Some(&close::REPLACED));
     assert_eq!(h.matched(&a2).0, id);
-    assert_eq!(h.recv(b.conn), ServerMsg::PeerResumed { match_id: id });
+    assert_eq!(h.recv(b.conn), ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
     assert_eq!(h.stats().live_sockets, 2, "never two sockets for one session");
     // The replaced socket's close arrives afterwards: the session stays live.
     h.drop_conn(&a);
@@ -140,7 +154,7 @@ fn everything_is_released_when_everyone_leaves() {
     let c = h.connect();
     h.join(&c, interests(Mode::Text, &["x"]));
     h.send(&a, ClientMsg::Chat { match_id: id, text: "x".into() });
-    h.send(&b, ClientMsg::Signal { match_id: id, payload: protocol::SignalPayload::EndOfCandidates });
+    h.send(&b, ClientMsg::Signal { match_id: id, payload: protocol::SignalPayload::EndOfCandidates, generation: None });
     for x in [&a, &b, &c] {
         h.drop_conn(x);
     }

@@ -1,0 +1,145 @@
+//! Accepting connections: a per-address cap on every TCP connection (pages, assets and
+//! sockets alike), a deadline for request headers, then HTTP/1.1 with upgrades.
+//!
+//! `axum::serve` has neither: a client that sends half a request header, or nothing,
+//! holds its connection forever, and one address may open as many as it likes. Here a
+//! connection over its address's cap is closed before a byte is read, and one that
+//! does not finish its request header in time (including an idle keep-alive
+//! connection) is closed by hyper.
+
+use crate::limits::{ConnLimits, ConnPermit, client_key};
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// How connections are let in.
+#[derive(Clone, Debug)]
+pub struct AcceptPolicy {
+    /// Open connections per address (see [`client_key`]).
+    pub limits: ConnLimits,
+    /// Time a client has to send a complete request header (also the most a
+    /// keep-alive connection stays idle between requests).
+    pub header_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; then lets requests in
+/// flight finish (up to `drain`). Upgraded connections (WebSockets) are not waited for:
+/// their owners close them.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    policy: AcceptPolicy,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let connections = TaskTracker::new();
+    let (stop_tx, stop_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a little rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = policy.limits.acquire(client_key(peer.ip())) else {
+            // Over this address's cap: closed before anything is read.
+            metrics::counter!(crate::metrics::REFUSED_CONNECTIONS).increment(1);
+            continue;
+        };
+        // Signaling frames are small and latency-bound: no Nagle delay (which, against
+        // a peer's delayed ACK, holds a second small frame back by ~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let io = TokioIo::new(Counted { tcp, _permit: permit });
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        let header_timeout = policy.header_timeout;
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(io, service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::trace!(%peer, "connection ended: {e}");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(());
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
+        tracing::warn!("some requests did not finish in time");
+    }
+}
+
+/// A TCP stream that holds its address's slot for as long as it lives, also after an
+/// upgrade hands it to a WebSocket.
+struct Counted {
+    tcp: TcpStream,
+    _permit: ConnPermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
