@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+/// Bytes hyper buffers while reading one request's head (its default is ~400 KiB).
+pub const MAX_REQUEST_BUFFER: usize = 64 * 1024;
+
 /// How connections are let in.
 #[derive(Clone, Debug)]
 pub struct AcceptPolicy {
@@ -81,6 +84,7 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_REQUEST_BUFFER)
                 .serve_connection(io, service)
                 .with_upgrades();
             let mut conn = std::pin::pin!(conn);

@@ -321,6 +321,7 @@ impl From<&Config> for HubConfig {
                 signals: c.signal_buffer,
                 signal_bytes: c.signal_buffer_bytes,
                 missed_chat: c.missed_chat,
+                missed_chat_bytes: crate::hub::config::MISSED_CHAT_BYTES,
             },
             ice: IceConfig {
                 stun_urls: c.stun_urls.clone(),
@@ -333,6 +334,7 @@ impl From<&Config> for HubConfig {
             avoid_limit: crate::hub::config::AVOID_LIMIT,
             message_rate: crate::hub::budget::Rate::per_second(c.rate_per_sec, c.rate_burst),
             resume_rate: crate::hub::config::RESUME_RATE,
+            join_rate: crate::hub::config::JOIN_RATE,
             ready_timeout: crate::hub::config::READY_TIMEOUT,
             report_window: Duration::from_secs_f64(c.report_window_secs),
         }

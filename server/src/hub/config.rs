@@ -14,6 +14,13 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Resumes one session may make: a burst of 5, then one per 10 s. Each resume makes
 /// the peer's browser start a new peer connection.
 pub const RESUME_RATE: Rate = Rate::one_every(10, 5);
+/// Pool searches one session may start (`join` with new preferences, `next`): a burst
+/// of 10, then 2 a second. Nobody skips strangers faster; a script that re-joins in a
+/// loop gets `rate_limited`.
+pub const JOIN_RATE: Rate = Rate::per_second(2, 10);
+/// Bytes of missed chat kept for a session whose socket is down (the oldest lines go
+/// first): 50 lines of up to 2,000 characters could otherwise hold ~600 KB.
+pub const MISSED_CHAT_BYTES: usize = 64 * 1024;
 /// Avoid entries one session keeps (blocks and cooldowns); the one ending first goes.
 pub const AVOID_LIMIT: usize = 256;
 
@@ -42,6 +49,8 @@ pub struct HubConfig {
     pub message_rate: Rate,
     /// Resumes per session; one beyond it is refused with close 1008.
     pub resume_rate: Rate,
+    /// See [`JOIN_RATE`].
+    pub join_rate: Rate,
     /// See [`READY_TIMEOUT`].
     pub ready_timeout: Duration,
     /// How long a report counts against the reported address.
@@ -55,13 +64,19 @@ impl Default for HubConfig {
             grace: Duration::from_secs(15),
             interest_fallback: Duration::from_secs(5),
             rematch_cooldown: Duration::from_secs(60),
-            inbox: InboxLimits { signals: 64, signal_bytes: 256 * 1024, missed_chat: MISSED_CHAT_LIMIT },
+            inbox: InboxLimits {
+                signals: 64,
+                signal_bytes: 256 * 1024,
+                missed_chat: MISSED_CHAT_LIMIT,
+                missed_chat_bytes: MISSED_CHAT_BYTES,
+            },
             ice: IceConfig::default(),
             online_interval: Duration::from_secs(1),
             max_sessions_per_ip: 40,
             avoid_limit: AVOID_LIMIT,
             message_rate: Rate::per_second(protocol::limits::RATE_PER_SECOND, protocol::limits::RATE_BURST),
             resume_rate: RESUME_RATE,
+            join_rate: JOIN_RATE,
             ready_timeout: READY_TIMEOUT,
             report_window: Duration::from_secs(3600),
         }

@@ -58,6 +58,8 @@ pub struct Inbox {
     pub pending_bytes: usize,
     /// Chat lines that arrived while the socket was down.
     pub missed_chat: VecDeque<Frame>,
+    /// Bytes in `missed_chat`.
+    pub missed_chat_bytes: usize,
 }
 
 /// The match a session was in last, for `report` / `block` after it ended.
@@ -118,6 +120,8 @@ pub struct Session {
     pub budget: Budget,
     /// Resumes: each one restarts the peer's video, so they are rationed too.
     pub resumes: Budget,
+    /// Searches of the pool (`join` with new preferences, `next`).
+    pub joins: Budget,
 }
 
 impl Session {
@@ -137,6 +141,7 @@ impl Session {
             missed_left: None,
             budget: Budget::default(),
             resumes: Budget::default(),
+            joins: Budget::default(),
         }
     }
 

@@ -133,6 +133,11 @@ impl Node {
         self.backend.matchmaking.waiting(mode)
     }
 
+    /// Bytes held in `session`'s inbox (diagnostics and tests).
+    pub fn inbox_bytes(&self, session: protocol::SessionId) -> usize {
+        self.core.sessions().get(session).map_or(0, |s| s.inbox.held_bytes())
+    }
+
     pub fn stats(&self) -> HubStats {
         let sessions = self.core.sessions();
         let waiting_video = self.waiting(Mode::Video);

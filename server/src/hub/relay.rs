@@ -15,6 +15,8 @@ pub struct InboxLimits {
     pub signal_bytes: usize,
     /// Chat lines kept while the socket is down; the oldest go first.
     pub missed_chat: usize,
+    /// Bytes of those lines; the oldest go first.
+    pub missed_chat_bytes: usize,
 }
 
 /// What became of a message handed to an inbox.
@@ -47,13 +49,18 @@ impl Inbox {
             }
             RelayKind::Chat if online => Accepted::Now(frame),
             RelayKind::Chat => {
-                if limits.missed_chat == 0 {
+                if limits.missed_chat == 0 || frame.len() > limits.missed_chat_bytes {
                     return Accepted::Dropped(Dropped::MissedChatFull);
                 }
-                let overflow = self.missed_chat.len() >= limits.missed_chat;
-                if overflow {
-                    self.missed_chat.pop_front();
+                let mut overflow = false;
+                while self.missed_chat.len() >= limits.missed_chat
+                    || self.missed_chat_bytes + frame.len() > limits.missed_chat_bytes
+                {
+                    let oldest = self.missed_chat.pop_front().expect("over a bound means not empty");
+                    self.missed_chat_bytes -= oldest.len();
+                    overflow = true;
                 }
+                self.missed_chat_bytes += frame.len();
                 self.missed_chat.push_back(frame);
                 if overflow { Accepted::HeldDroppingOldest } else { Accepted::Held }
             }
@@ -77,6 +84,7 @@ impl Inbox {
     /// the chat lines missed meanwhile.
     pub fn reconnected(&mut self) -> VecDeque<Frame> {
         self.renegotiate();
+        self.missed_chat_bytes = 0;
         std::mem::take(&mut self.missed_chat)
     }
 
@@ -102,13 +110,18 @@ impl Inbox {
     pub fn held(&self) -> usize {
         self.pending.len() + self.missed_chat.len()
     }
+
+    /// Bytes held.
+    pub fn held_bytes(&self) -> usize {
+        self.pending_bytes + self.missed_chat_bytes
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIMITS: InboxLimits = InboxLimits { signals: 2, signal_bytes: 10, missed_chat: 2 };
+    const LIMITS: InboxLimits = InboxLimits { signals: 2, signal_bytes: 10, missed_chat: 2, missed_chat_bytes: 8 };
 
     fn f(s: &'static str) -> Frame {
         Frame::from_static(s)
@@ -137,6 +150,20 @@ mod tests {
         assert_eq!(inbox.accept(RelayKind::Typing, f("t"), false, LIMITS), Accepted::Dropped(Dropped::PeerOffline));
         assert_eq!(inbox.reconnected(), [f("2"), f("3")]);
         assert_eq!(inbox.accept(RelayKind::Chat, f("4"), true, LIMITS), Accepted::Now(f("4")));
+    }
+
+    #[test]
+    fn missed_chat_is_bounded_in_bytes_too() {
+        let mut inbox = Inbox::default();
+        assert_eq!(inbox.accept(RelayKind::Chat, f("aaaa"), false, LIMITS), Accepted::Held);
+        assert_eq!(inbox.accept(RelayKind::Chat, f("bbbbbb"), false, LIMITS), Accepted::HeldDroppingOldest);
+        assert_eq!(inbox.held_bytes(), 6);
+        assert_eq!(
+            inbox.accept(RelayKind::Chat, f("123456789"), false, LIMITS),
+            Accepted::Dropped(Dropped::MissedChatFull)
+        );
+        assert_eq!(inbox.reconnected(), [f("bbbbbb")]);
+        assert_eq!(inbox.held_bytes(), 0);
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl HubCore {
             State::Queued { since } => since,
             State::Idle => now,
         };
+        if !self.may_search(sid) {
+            return;
+        }
+        let session = self.sessions.get_mut(sid).expect("checked above");
         let mode = prefs.mode;
         session.prefs = Some(prefs);
         session.state = State::Queued { since };
@@ -68,6 +72,9 @@ impl HubCore {
         let Some(mode) = session.prefs.as_ref().map(|p| p.mode) else {
             return self.error(sid, ErrorCode::NotInMatch, "nothing to skip and no earlier join to repeat", None);
         };
+        if !self.may_search(sid) {
+            return;
+        }
         let cooldown = Parting::Cooldown(now + self.config.rematch_cooldown.as_millis() as Millis);
         self.end_match(sid, LeftReason::Skipped, cooldown);
         let session = self.sessions.get_mut(sid).expect("checked above");
@@ -75,6 +82,18 @@ impl HubCore {
         self.send(sid, &ServerMsg::Queued { mode });
         // A ticket already waiting is replaced (and its wait starts again).
         self.submit(sid, now);
+    }
+
+    /// Spends one of `sid`'s pool searches; over its budget the command is refused
+    /// (`rate_limited`) and changes nothing.
+    fn may_search(&mut self, sid: SessionId) -> bool {
+        let (rate, now) = (self.config.join_rate, self.now);
+        let session = self.sessions.get_mut(sid).expect("commands come from sessions of this node");
+        if session.joins.spend(rate, now) {
+            return true;
+        }
+        self.error(sid, ErrorCode::RateLimited, "joining too often: wait a moment and try again", None);
+        false
     }
 
     /// Leaves the match or the queue. Unlike `next`, no cooldown: rule 5 of the

@@ -186,3 +186,47 @@ fn a_session_resumed_from_another_address_makes_room_there_like_a_new_one() {
     assert!(!resumed, "the session that made room is gone");
     let _ = (old, y);
 }
+
+#[test]
+fn a_session_that_re_joins_in_a_loop_is_refused_beyond_its_search_budget() {
+    let mut h = Harness::defaults();
+    let a = h.connect();
+    let mut queued = 0;
+    let mut refused = 0;
+    // 40 {stop, join with a fresh interest} in one second.
+    for n in 0..40 {
+        h.send(&a, ClientMsg::Stop);
+        h.send(&a, ClientMsg::Join(interests(Mode::Text, &[&format!("unique-{n}")])));
+        for msg in h.take(a.conn) {
+            match msg {
+                ServerMsg::Queued { .. } => queued += 1,
+                ServerMsg::Error { code: ErrorCode::RateLimited, .. } => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        h.advance(25);
+    }
+    // The burst of 10, then one more each half second (at 500 ms; the loop ends at 975).
+    assert_eq!((queued, refused), (11, 29));
+    h.advance(5_000);
+    h.send(&a, ClientMsg::Join(interests(Mode::Text, &["again"])));
+    assert_eq!(h.recv(a.conn), ServerMsg::Queued { mode: Mode::Text }, "the budget refills");
+}
+
+#[test]
+fn what_a_peer_can_make_the_hub_hold_for_a_session_is_bounded_in_bytes() {
+    let mut h = Harness::defaults();
+    let (a, b, id) = h.pair();
+    // b is away (and never ready): everything a sends is held for it, up to the bounds.
+    h.drop_conn(&b);
+    let limits = HubConfig::default().inbox;
+    let big = "x".repeat(2_000);
+    for n in 0..200 {
+        h.send(&a, candidate(&big, None, id));
+        h.send(&a, ClientMsg::Chat { match_id: id, text: format!("{n}{big}") });
+        h.advance(40);
+    }
+    let held = h.node.inbox_bytes(b.session);
+    assert!(held > limits.signal_bytes / 2, "the test fills the inbox ({held} bytes)");
+    assert!(held <= limits.signal_bytes + limits.missed_chat_bytes, "{held} bytes held");
+}
