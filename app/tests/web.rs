@@ -199,6 +199,7 @@ mod state_machine {
             resumed,
             ice_servers: vec![],
             online: OnlineCounts { count: 2, chatting: 0 },
+            relay: false,
         }
     }
 
@@ -209,6 +210,7 @@ mod state_machine {
             common_interests: common.iter().map(|s| s.to_string()).collect(),
             peer_country: None,
             ice_servers: None,
+            generation: Some(0),
         }
     }
 
@@ -250,6 +252,7 @@ mod state_machine {
         assert_eq!(e.phase.get_untracked(), Phase::PeerReconnecting);
         e.apply(ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
         assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.current.get_untracked().map(|m| m.generation), Some(1), "signals now carry generation 1");
         e.apply(ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
         assert_eq!(e.phase.get_untracked(), Phase::PeerLeft(LeftReason::Skipped));
         assert_eq!(texts(&e, Author::Stranger), vec!["hi"], "history stays after the stranger leaves");

@@ -30,7 +30,7 @@ export async function startServer({ args = [], env = {}, port: fixedPort } = {})
   if (!existsSync(bin)) throw new Error(`${bin} is missing: build the site first (cargo leptos build --release)`);
   const port = fixedPort ?? await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, ...args], {
+  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--metrics-bind', '127.0.0.1:0', ...args], {
     cwd: root,
     env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'), LETSMEET_LOG: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
