@@ -47,12 +47,16 @@ fn client_messages_have_the_documented_shapes() {
     );
     client_golden(ClientMsg::Ready { match_id: mid() }, &format!(r#"{{"type":"ready","match_id":"{M}"}}"#));
     client_golden(
-        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::Offer { sdp: "v=0\r\n".into() } },
+        ClientMsg::Signal {
+            match_id: mid(),
+            payload: SignalPayload::Offer { sdp: "v=0\r\n".into() },
+            generation: None,
+        },
         &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"offer","sdp":"v=0\r\n"}}}}"#),
     );
     client_golden(
-        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::Answer { sdp: "a".into() } },
-        &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"answer","sdp":"a"}}}}"#),
+        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::Answer { sdp: "a".into() }, generation: Some(2) },
+        &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"answer","sdp":"a"}},"generation":2}}"#),
     );
     client_golden(
         ClientMsg::Signal {
@@ -62,6 +66,7 @@ fn client_messages_have_the_documented_shapes() {
                 sdp_mid: Some("0".into()),
                 sdp_m_line_index: Some(0),
             },
+            generation: None,
         },
         &format!(
             r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdp_mid":"0","sdp_m_line_index":0}}}}"#
@@ -71,13 +76,14 @@ fn client_messages_have_the_documented_shapes() {
         ClientMsg::Signal {
             match_id: mid(),
             payload: SignalPayload::Candidate { candidate: "c".into(), sdp_mid: None, sdp_m_line_index: None },
+            generation: None,
         },
         &format!(
             r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"candidate","candidate":"c","sdp_mid":null,"sdp_m_line_index":null}}}}"#
         ),
     );
     client_golden(
-        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::EndOfCandidates },
+        ClientMsg::Signal { match_id: mid(), payload: SignalPayload::EndOfCandidates, generation: None },
         &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"end_of_candidates"}}}}"#),
     );
     client_golden(
@@ -89,6 +95,11 @@ fn client_messages_have_the_documented_shapes() {
         &format!(r#"{{"type":"typing","match_id":"{M}","typing":true}}"#),
     );
     client_golden(ClientMsg::Next, r#"{"type":"next"}"#);
+    client_golden(ClientMsg::Hello { resume_token: None }, r#"{"type":"hello","resume_token":null}"#);
+    client_golden(
+        ClientMsg::Hello { resume_token: Some(T.into()) },
+        &format!(r#"{{"type":"hello","resume_token":"{T}"}}"#),
+    );
     client_golden(ClientMsg::Stop, r#"{"type":"stop"}"#);
     for (reason, name) in [
         (ReportReason::Nudity, "nudity"),
@@ -122,14 +133,20 @@ fn server_messages_have_the_documented_shapes() {
                 },
             ],
             online: OnlineCounts { count: 3, chatting: 2 },
+            relay: false,
         },
         &format!(
             r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":false,
             "ice_servers":[{{"urls":["stun:stun.example.org:3478"]}},
               {{"urls":["turn:turn.example.org:3478?transport=udp"],"username":"1700000000:abc","credential":"c2VjcmV0"}}],
-            "online":{{"count":3,"chatting":2}}}}"#
+            "online":{{"count":3,"chatting":2}},"relay":false}}"#
         ),
     );
+    // A welcome from before the `relay` field still decodes.
+    let old = format!(
+        r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":true,"ice_servers":[],"online":{{"count":1,"chatting":0}}}}"#
+    );
+    assert!(matches!(ServerMsg::from_json(&old).unwrap(), ServerMsg::Welcome { relay: false, resumed: true, .. }));
     server_golden(ServerMsg::Queued { mode: Mode::Text }, r#"{"type":"queued","mode":"text"}"#);
     server_golden(
         ServerMsg::Matched {
@@ -138,6 +155,7 @@ fn server_messages_have_the_documented_shapes() {
             common_interests: vec!["music".into()],
             peer_country: Some("FR".into()),
             ice_servers: None,
+            generation: None,
         },
         &format!(
             r#"{{"type":"matched","match_id":"{M}","role":"offerer","common_interests":["music"],"peer_country":"FR"}}"#
@@ -154,14 +172,28 @@ fn server_messages_have_the_documented_shapes() {
                 username: Some("1700003600:s".into()),
                 credential: Some("c".into()),
             }]),
+            generation: Some(0),
         },
         &format!(
             r#"{{"type":"matched","match_id":"{M}","role":"answerer","common_interests":[],"peer_country":null,
-            "ice_servers":[{{"urls":["turn:127.0.0.1:3478"],"username":"1700003600:s","credential":"c"}}]}}"#
+            "ice_servers":[{{"urls":["turn:127.0.0.1:3478"],"username":"1700003600:s","credential":"c"}}],"generation":0}}"#
         ),
     );
     server_golden(
-        ServerMsg::Signal { match_id: mid(), payload: SignalPayload::Answer { sdp: "x".into() } },
+        ServerMsg::IceServers {
+            match_id: mid(),
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:t".into()],
+                username: Some("u".into()),
+                credential: Some("c".into()),
+            }],
+        },
+        &format!(
+            r#"{{"type":"ice_servers","match_id":"{M}","ice_servers":[{{"urls":["turn:t"],"username":"u","credential":"c"}}]}}"#
+        ),
+    );
+    server_golden(
+        ServerMsg::Signal { match_id: mid(), payload: SignalPayload::Answer { sdp: "x".into() }, generation: None },
         &format!(r#"{{"type":"signal","match_id":"{M}","payload":{{"kind":"answer","sdp":"x"}}}}"#),
     );
     server_golden(
@@ -188,8 +220,12 @@ fn server_messages_have_the_documented_shapes() {
         &format!(r#"{{"type":"peer_reconnecting","match_id":"{M}"}}"#),
     );
     server_golden(
-        ServerMsg::PeerResumed { match_id: mid() },
+        ServerMsg::PeerResumed { match_id: mid(), generation: None },
         &format!(r#"{{"type":"peer_resumed","match_id":"{M}"}}"#),
+    );
+    server_golden(
+        ServerMsg::PeerResumed { match_id: mid(), generation: Some(3) },
+        &format!(r#"{{"type":"peer_resumed","match_id":"{M}","generation":3}}"#),
     );
     server_golden(
         ServerMsg::Online(OnlineCounts { count: 10, chatting: 4 }),
@@ -341,7 +377,9 @@ fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
                 country: country.map(str::to_string),
             })),
         arb_match().prop_map(|match_id| ClientMsg::Ready { match_id }),
-        (arb_match(), arb_payload()).prop_map(|(match_id, payload)| ClientMsg::Signal { match_id, payload }),
+        (arb_match(), arb_payload(), proptest::option::of(any::<u32>()))
+            .prop_map(|(match_id, payload, generation)| ClientMsg::Signal { match_id, payload, generation }),
+        proptest::option::of("[ -~]{0,40}").prop_map(|resume_token| ClientMsg::Hello { resume_token }),
         (arb_match(), ".{0,200}").prop_map(|(match_id, text)| ClientMsg::Chat { match_id, text }),
         (arb_match(), any::<bool>()).prop_map(|(match_id, typing)| ClientMsg::Typing { match_id, typing }),
         Just(ClientMsg::Next),
@@ -361,7 +399,7 @@ proptest! {
 
     #[test]
     fn json_shaped_garbage_never_panics(
-        ty in prop_oneof![Just("join"), Just("signal"), Just("chat"), Just("ready"), Just("typing"), Just("report"), Just("x")],
+        ty in prop_oneof![Just("hello"), Just("join"), Just("signal"), Just("chat"), Just("ready"), Just("typing"), Just("report"), Just("x")],
         field in "[a-z_]{0,12}",
         value in prop_oneof![Just("null".to_string()), Just("[]".to_string()), Just("{}".to_string()), any::<i64>().prop_map(|n| n.to_string()), ".{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap())],
     ) {
