@@ -20,7 +20,45 @@
 //!
 //! Invariant after every call: no two waiting tickets are compatible at the time given
 //! (so nobody waits while a compatible partner waits), provided the caller calls
-//! [`Matcher::tick`] once the time reaches [`Matcher::next_deadline`].
+//! [`Matcher::tick`] once the time reaches [`Matcher::next_deadline`] (and the search
+//! bound below was not reached).
+//!
+//! # How a partner is found
+//!
+//! Because of the invariant, only a ticket that just arrived, or whose compatibility
+//! just widened (its interest fallback or an avoid entry ran out), can have a partner,
+//! so each of those looks for its own best partner once; nobody else needs looking at.
+//! That search walks indexes rather than the whole pool. Per mode, every ticket is
+//! filed:
+//! - under each of its interests (whether or not it still insists on one), and
+//! - on the *open* shelf once it accepts a partner without a common interest (it has
+//!   no interests, or its fallback was reached, as processed by [`Matcher::tick`]);
+//!
+//! and within each of those by what it needs of a partner's country: under its country
+//! if it gave one (insisting on it or not), and under "anyone" unless it insists on the
+//! same country. A ticket insisting on the same country without giving one can never
+//! be paired and is filed nowhere.
+//!
+//! A ticket looks, for each of its interests, at the tickets filed under that interest
+//! and under its own country or, unless it insists, under "anyone": those are exactly
+//! the tickets sharing an interest with it that the country rules let it meet, and the
+//! best of them (by the rules above) wins. Only if there is none and it no longer insists on
+//! a common interest itself does it look at the open shelf, its own country first: the
+//! first (longest waiting) compatible ticket there is then the best. Every candidate is
+//! still checked against all the rules, so the indexes only narrow the search; a
+//! candidate is only turned down for an [`Avoid`] entry or a caller's clock going
+//! backwards. A join therefore costs O(its interests × log pool) plus the candidates
+//! examined, whatever the pool holds.
+//!
+//! The search examines at most [`MAX_CANDIDATES`] candidates. Any two tickets on one
+//! list may be paired unless an avoid entry keeps them apart, so by the invariant a
+//! list holds more than one ticket only through avoid entries, and a search walks at
+//! most two lists per interest plus two (22 with `protocol`'s limit of 10 interests).
+//! In honest traffic the lists stay that short, the bound is not reached and the result
+//! is exactly that of a scan of the whole pool. A pool crafted to fill one ticket's
+//! lists with sessions it avoids (or that avoid it) cannot make a join cost more, but a
+//! compatible partner beyond the bound is then missed (and the invariant broken) until
+//! one of the two searches again: at its next join, fallback or avoid deadline.
 
 use protocol::{Mode, SessionId};
 use serde::{Deserialize, Serialize};
@@ -28,6 +66,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Milliseconds on the caller's monotonic time scale.
 pub type Millis = u64;
+
+/// Most candidates one search for a partner examines (see the crate docs): well above
+/// the 22 lists an honest search may find one ticket on each. Larger means a crafted
+/// pool can hide a partner less often, but a join can cost more: one candidate costs a
+/// comparison of the two tickets' avoid lists and interests.
+pub const MAX_CANDIDATES: usize = 64;
 
 /// Tunables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +112,14 @@ pub struct Ticket {
     pub avoid: Vec<Avoid>,
 }
 
+impl Ticket {
+    /// Whether anyone at all could be paired with this ticket: not when it insists on
+    /// the same country without giving one.
+    fn reachable(&self) -> bool {
+        !self.same_country || self.country.is_some()
+    }
+}
+
 /// A ticket in the queue with the time it started waiting (kept across preference
 /// changes and reconnects so a session keeps its place).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,8 +145,8 @@ type Key = (Millis, u64);
 #[derive(Debug, Default)]
 pub struct Matcher {
     config: Config,
-    /// Waiting tickets per mode, oldest first.
-    pools: BTreeMap<Mode, BTreeMap<Key, Waiting>>,
+    /// Waiting tickets per mode, with their indexes.
+    pools: BTreeMap<Mode, Pool>,
     /// Where each waiting session's ticket is.
     index: HashMap<SessionId, (Mode, Key)>,
     /// Times at which a session's compatibility may widen (fallback reached or an
@@ -127,7 +179,7 @@ impl Matcher {
 
     /// Number of waiting tickets in `mode`.
     pub fn waiting_count(&self, mode: Mode) -> usize {
-        self.pools.get(&mode).map_or(0, BTreeMap::len)
+        self.pools.get(&mode).map_or(0, |p| p.tickets.len())
     }
 
     /// Total number of waiting tickets.
@@ -140,6 +192,14 @@ impl Matcher {
         self.index.is_empty()
     }
 
+    /// Number of entries in the search indexes (see the crate docs): a ticket is filed
+    /// at most twice per interest and twice on the open shelf, so this is at most
+    /// `2 × (interests + 1)` per waiting ticket, and 0 when nobody waits. The memory
+    /// the indexes hold is proportional to it (no empty list is kept), for size checks.
+    pub fn index_entries(&self) -> usize {
+        self.pools.values().map(|p| p.entries).sum()
+    }
+
     /// Whether `session` is waiting.
     pub fn contains(&self, session: SessionId) -> bool {
         self.index.contains_key(&session)
@@ -147,7 +207,7 @@ impl Matcher {
 
     /// Every waiting ticket, per mode oldest first: the state worth saving.
     pub fn waiting(&self) -> impl Iterator<Item = &Waiting> {
-        self.pools.values().flat_map(BTreeMap::values)
+        self.pools.values().flat_map(|p| p.tickets.values())
     }
 
     /// Queues `ticket` as waiting since `since` (use `now` for a fresh join, or the
@@ -165,7 +225,9 @@ impl Matcher {
         });
         self.add_deadlines(&ticket, since, now);
         self.index.insert(session, (ticket.mode, key));
-        self.pools.entry(ticket.mode).or_default().insert(key, Waiting { ticket, since });
+        let waiting = Waiting { ticket, since };
+        let open = !self.strict(&waiting, now);
+        self.pools.entry(waiting.ticket.mode).or_default().add(key, waiting, open);
         let mut pairs = self.tick(now);
         if let Some(pair) = self.try_match(session, now) {
             pairs.push(pair);
@@ -177,8 +239,9 @@ impl Matcher {
     pub fn remove(&mut self, session: SessionId) -> Option<Waiting> {
         let (mode, key) = self.index.remove(&session)?;
         let pool = self.pools.get_mut(&mode).expect("an indexed ticket's pool exists");
-        let waiting = pool.remove(&key).expect("an indexed ticket is in its pool");
-        if pool.is_empty() {
+        let waiting = pool.remove(key).expect("an indexed ticket is in its pool");
+        if pool.tickets.is_empty() {
+            debug_assert_eq!(pool.entries, 0, "an empty pool has empty indexes");
             self.pools.remove(&mode);
         }
         for t in self.deadline_times(&waiting.ticket, waiting.since) {
@@ -195,17 +258,27 @@ impl Matcher {
     /// Lets time pass: sessions whose fallback or avoid entries ran out by `now` look
     /// for partners again, oldest first.
     pub fn tick(&mut self, now: Millis) -> Vec<Pair> {
-        let mut due: Vec<SessionId> = Vec::new();
+        let mut due: Vec<(Mode, Key, SessionId)> = Vec::new();
         while let Some(&(t, session)) = self.deadlines.first() {
             if t > now {
                 break;
             }
             self.deadlines.pop_first();
-            due.push(session);
+            if let Some(&(mode, key)) = self.index.get(&session) {
+                due.push((mode, key, session));
+            }
         }
-        due.sort_by_key(|s| self.index.get(s).map(|&(_, key)| key));
+        due.sort_unstable_by_key(|&(_, key, _)| key);
         due.dedup();
-        due.into_iter().filter_map(|s| self.try_match(s, now)).collect()
+        // Every ticket whose fallback was reached goes on the open shelf before anyone
+        // searches, so that two of them falling due together can find each other.
+        for &(mode, key, _) in &due {
+            let pool = self.pools.get_mut(&mode).expect("a waiting ticket's pool exists");
+            if !strict(self.config, &pool.tickets[&key], now) {
+                pool.open(key);
+            }
+        }
+        due.into_iter().filter_map(|(_, _, session)| self.try_match(session, now)).collect()
     }
 
     /// Whether `a` and `b` may be paired at `now` (both must be waiting).
@@ -218,29 +291,17 @@ impl Matcher {
 
     fn get(&self, session: SessionId) -> Option<&Waiting> {
         let (mode, key) = self.index.get(&session)?;
-        self.pools.get(mode)?.get(key)
+        self.pools.get(mode)?.tickets.get(key)
     }
 
     /// Finds the best partner for `session` and, if there is one, removes both.
     fn try_match(&mut self, session: SessionId, now: Millis) -> Option<Pair> {
-        let me = self.get(session)?;
-        let pool = self.pools.get(&me.ticket.mode)?;
-        let mut best: Option<(Score, SessionId)> = None;
-        for other in pool.values() {
-            if other.ticket.session == session {
-                continue;
-            }
-            if let Some(score) = self.score(me, other, now) {
-                // Pool iteration is oldest first, so on equal scores the first found
-                // (the longest waiting) stays.
-                if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                    best = Some((score, other.ticket.session));
-                }
-            }
-        }
-        let (_, partner) = best?;
+        let &(mode, key) = self.index.get(&session)?;
+        let pool = self.pools.get(&mode)?;
+        let partner_key = self.best_partner(pool, key, now)?;
+        let partner = pool.tickets[&partner_key].ticket.session;
         // Queue order (enqueue time, then arrival) decides who waited longer.
-        let partner_first = self.index[&partner].1 < self.index[&session].1;
+        let partner_first = partner_key < key;
         let a = self.remove(session).expect("the ticket being matched is waiting");
         let b = self.remove(partner).expect("the chosen partner is waiting");
         let (first, second) = if partner_first { (b, a) } else { (a, b) };
@@ -251,6 +312,34 @@ impl Matcher {
             mode: first.ticket.mode,
             common_interests,
         })
+    }
+
+    /// The best partner in `pool` for the ticket at `key`, examining at most
+    /// [`MAX_CANDIDATES`] others (see the crate docs).
+    fn best_partner(&self, pool: &Pool, key: Key, now: Millis) -> Option<Key> {
+        let me = &pool.tickets[&key];
+        let ticket = &me.ticket;
+        // Everyone sharing an interest whose country rules `me` meets: the best wins,
+        // the longest waiting among equals.
+        let sharing = ticket.interests.iter().filter_map(|i| pool.by_interest.get(i)).flat_map(|s| s.lists_for(ticket));
+        let mut best: Option<(Score, Key)> = None;
+        let mut examined = 0;
+        for k in others(sharing, key).take(MAX_CANDIDATES) {
+            examined += 1;
+            if let Some(score) = self.score(me, &pool.tickets[&k], now)
+                && best.is_none_or(|(b, bk)| score > b || (score == b && k < bk))
+            {
+                best = Some((score, k));
+            }
+        }
+        if best.is_some() || self.strict(me, now) {
+            return best.map(|(_, k)| k);
+        }
+        // Nobody shares an interest: the first compatible one on the open shelf, where
+        // those of the same country (the better partners) come first.
+        others(pool.open.lists_for(ticket), key)
+            .take(MAX_CANDIDATES - examined)
+            .find(|k| self.score(me, &pool.tickets[k], now).is_some())
     }
 
     /// `None` when `x` and `y` may not be paired at `now`; otherwise how good a pair
@@ -277,7 +366,7 @@ impl Matcher {
 
     /// Whether `w` still insists on a common interest.
     fn strict(&self, w: &Waiting, now: Millis) -> bool {
-        !w.ticket.interests.is_empty() && now < w.since.saturating_add(self.config.interest_fallback)
+        strict(self.config, w, now)
     }
 
     fn deadline_times(&self, ticket: &Ticket, since: Millis) -> impl Iterator<Item = Millis> + use<> {
@@ -294,6 +383,122 @@ impl Matcher {
             // because compatibility is symmetric.
         }
     }
+}
+
+/// Whether `w` still insists on a common interest at `now`.
+fn strict(config: Config, w: &Waiting, now: Millis) -> bool {
+    !w.ticket.interests.is_empty() && now < w.since.saturating_add(config.interest_fallback)
+}
+
+/// The waiting tickets of one mode, with the indexes a search walks (see the crate
+/// docs).
+#[derive(Debug, Default)]
+struct Pool {
+    /// Every waiting ticket, oldest first.
+    tickets: BTreeMap<Key, Waiting>,
+    /// Per interest, every reachable ticket listing it, insisting on one or not.
+    by_interest: HashMap<String, Shelf>,
+    /// The reachable tickets known to accept a partner without a common interest.
+    open: Shelf,
+    /// Number of keys in `by_interest` and `open`.
+    entries: usize,
+}
+
+impl Pool {
+    /// Adds a ticket, on the open shelf too if `open`.
+    fn add(&mut self, key: Key, waiting: Waiting, open: bool) {
+        let ticket = &waiting.ticket;
+        if ticket.reachable() {
+            for interest in &ticket.interests {
+                self.entries += self.by_interest.entry(interest.clone()).or_default().file(ticket, key);
+            }
+        }
+        self.tickets.insert(key, waiting);
+        if open {
+            self.open(key);
+        }
+    }
+
+    /// Puts a waiting ticket on the open shelf (if it is not there already).
+    fn open(&mut self, key: Key) {
+        let ticket = &self.tickets[&key].ticket;
+        self.entries += self.open.file(ticket, key);
+    }
+
+    /// Takes a ticket out of the pool and every index.
+    fn remove(&mut self, key: Key) -> Option<Waiting> {
+        let waiting = self.tickets.remove(&key)?;
+        let ticket = &waiting.ticket;
+        for interest in &ticket.interests {
+            if let Some(shelf) = self.by_interest.get_mut(interest) {
+                self.entries -= shelf.unfile(ticket, key);
+                if shelf.is_empty() {
+                    self.by_interest.remove(interest);
+                }
+            }
+        }
+        self.entries -= self.open.unfile(ticket, key);
+        Some(waiting)
+    }
+}
+
+/// Tickets filed by what they need of a partner's country, so that a search only walks
+/// those whose country rule it meets.
+#[derive(Debug, Default)]
+struct Shelf {
+    /// Tickets that do not insist on the same country, oldest first.
+    anyone: BTreeSet<Key>,
+    /// Per country, the tickets that gave it, insisting on it or not, oldest first.
+    by_country: HashMap<String, BTreeSet<Key>>,
+}
+
+impl Shelf {
+    /// Files `ticket` under `key`, returning how many entries that added.
+    fn file(&mut self, ticket: &Ticket, key: Key) -> usize {
+        let mut added = 0;
+        if !ticket.same_country {
+            added += usize::from(self.anyone.insert(key));
+        }
+        if let Some(country) = &ticket.country {
+            added += usize::from(self.by_country.entry(country.clone()).or_default().insert(key));
+        }
+        added
+    }
+
+    /// Takes `ticket` out, dropping lists left empty; returns how many entries went.
+    fn unfile(&mut self, ticket: &Ticket, key: Key) -> usize {
+        let mut removed = 0;
+        if !ticket.same_country {
+            removed += usize::from(self.anyone.remove(&key));
+        }
+        if let Some(country) = &ticket.country
+            && let Some(list) = self.by_country.get_mut(country)
+        {
+            removed += usize::from(list.remove(&key));
+            if list.is_empty() {
+                self.by_country.remove(country);
+            }
+        }
+        removed
+    }
+
+    fn is_empty(&self) -> bool {
+        self.anyone.is_empty() && self.by_country.is_empty()
+    }
+
+    /// The lists holding exactly the tickets the country rules allow to pair with
+    /// `ticket`: those of its own country first, then, unless it insists on its
+    /// country, those not insisting on theirs.
+    fn lists_for<'a>(&'a self, ticket: &'a Ticket) -> impl Iterator<Item = &'a BTreeSet<Key>> + 'a {
+        let own = ticket.country.as_ref().and_then(|c| self.by_country.get(c));
+        let anyone = (!ticket.same_country).then_some(&self.anyone);
+        own.into_iter().chain(anyone)
+    }
+}
+
+/// The keys in `lists`, in order, except `me`.
+fn others<'a>(lists: impl Iterator<Item = &'a BTreeSet<Key>>, me: Key) -> impl Iterator<Item = Key> {
+    lists.flatten().copied().filter(move |&k| k != me)
 }
 
 /// Ranking of a compatible partner: compared field by field, in order.
@@ -480,5 +685,112 @@ mod tests {
         assert!(pairs.is_empty());
         assert_eq!(restored.waiting().cloned().collect::<Vec<_>>(), saved);
         assert_eq!(restored.next_deadline(), Some(5_000));
+    }
+
+    #[test]
+    fn a_new_ticket_finds_its_partner_among_10_000_incompatible_ones() {
+        let mut m = matcher();
+        // Each insists on an interest nobody else has, as sockets flooding the queue would.
+        for n in 0..10_000 {
+            assert!(m.insert(ticket(n, Mode::Video, &[&format!("i{n}")]), 0, 0).is_empty());
+        }
+        assert_eq!(m.index_entries(), 10_000);
+        let pairs = m.insert(ticket(20_000, Mode::Video, &["nobody", "i7777"]), 1, 1);
+        assert_eq!(
+            pairs,
+            vec![Pair {
+                first: sid(7777),
+                second: sid(20_000),
+                mode: Mode::Video,
+                common_interests: vec!["i7777".into()]
+            }]
+        );
+        // Without interests, nobody will do until their fallback.
+        assert!(m.insert(ticket(20_001, Mode::Video, &[]), 2, 2).is_empty());
+        assert_eq!(m.index_entries(), 10_000);
+        // Then all fall back at once, and pair up oldest first.
+        let pairs = m.tick(5_000);
+        assert_eq!(pairs.len(), 5_000);
+        assert_eq!((pairs[0].first, pairs[0].second), (sid(0), sid(1)));
+        assert_eq!((pairs[4_999].first, pairs[4_999].second), (sid(9_999), sid(20_001)));
+        assert!(m.is_empty());
+        assert_eq!(m.index_entries(), 0);
+        assert!(m.pools.is_empty() && m.deadlines.is_empty());
+    }
+
+    #[test]
+    fn same_country_without_a_country_never_pairs() {
+        let mut m = matcher();
+        let lonely = Ticket { same_country: true, ..ticket(1, Mode::Text, &["music"]) };
+        assert!(m.insert(lonely, 0, 0).is_empty());
+        assert_eq!(m.index_entries(), 0, "filed nowhere");
+        assert!(m.insert(ticket(2, Mode::Text, &["music"]), 1, 1).is_empty());
+        assert!(m.tick(10_000).is_empty());
+        let mut de = ticket(3, Mode::Text, &[]);
+        de.country = Some("DE".into());
+        let pairs = m.insert(de, 10_001, 10_001);
+        assert_eq!((pairs[0].first, pairs[0].second), (sid(2), sid(3)));
+        assert!(m.contains(sid(1)));
+        assert_eq!(m.index_entries(), 0);
+        m.remove(sid(1));
+        assert!(m.is_empty() && m.pools.is_empty());
+    }
+
+    #[test]
+    fn the_search_examines_at_most_max_candidates() {
+        let mut m = matcher();
+        let (x, z) = (1_000, 2_000);
+        // More than the bound, all sharing X's interest but avoiding X, Z and each other.
+        let crowd = MAX_CANDIDATES as u128 + 10;
+        for n in 0..crowd {
+            let avoid = (0..n).chain([x, z]).map(|s| Avoid { session: sid(s), until: None }).collect();
+            assert!(m.insert(Ticket { avoid, ..ticket(n, Mode::Video, &["music"]) }, 0, 0).is_empty());
+        }
+        assert!(m.insert(ticket(z, Mode::Video, &["music"]), 0, 0).is_empty());
+        // X looks at the crowd, oldest first, and gives up before reaching Z.
+        assert!(m.insert(ticket(x, Mode::Video, &["music"]), 1, 1).is_empty());
+        assert!(m.compatible(sid(x), sid(z), 1), "the trade-off of the bound");
+        // Once fewer stand in front of Z, X's next search finds it.
+        for n in 0..20 {
+            m.remove(sid(n));
+        }
+        let pairs = m.insert(ticket(x, Mode::Video, &["music"]), 1, 2);
+        assert_eq!((pairs[0].first, pairs[0].second), (sid(z), sid(x)));
+    }
+
+    /// Every list in the indexes, checking none is empty.
+    fn lists(m: &Matcher) -> usize {
+        let shelf = |s: &Shelf| {
+            assert!(s.by_country.values().all(|l| !l.is_empty()), "an empty country list is kept");
+            usize::from(!s.anyone.is_empty()) + s.by_country.len()
+        };
+        let interests = |p: &Pool| {
+            assert!(p.by_interest.values().all(|s| !s.is_empty()), "an empty interest shelf is kept");
+            p.by_interest.values().map(shelf).sum::<usize>()
+        };
+        m.pools.values().map(|p| shelf(&p.open) + interests(p)).sum()
+    }
+
+    #[test]
+    fn leaving_tickets_leave_no_empty_lists_behind() {
+        let mut m = matcher();
+        let mut stay = ticket(0, Mode::Text, &["stays"]);
+        stay.country = Some("DE".into());
+        m.insert(stay, 0, 0);
+        assert_eq!((lists(&m), m.index_entries()), (2, 2), "under its interest: its country and anyone");
+        for n in 1..100u128 {
+            // Half insist on an interest, half are open at once.
+            let interests = if n % 2 == 0 { vec![format!("x{n}"), "y".into()] } else { vec![] };
+            let t =
+                Ticket { interests, country: Some(format!("C{n}")), same_country: true, ..ticket(n, Mode::Text, &[]) };
+            m.insert(t, n as Millis, n as Millis);
+            assert!(lists(&m) > 2);
+            m.remove(sid(n));
+        }
+        assert_eq!((lists(&m), m.index_entries()), (2, 2));
+        m.tick(5_000);
+        assert_eq!((lists(&m), m.index_entries()), (4, 4), "and on the open shelf");
+        m.remove(sid(0));
+        assert_eq!((lists(&m), m.index_entries()), (0, 0));
     }
 }
