@@ -86,6 +86,8 @@ pub trait Matchmaking: Send {
     fn poll_paired(&mut self) -> Option<Paired>;
     /// Tickets waiting in `mode`.
     fn waiting(&self, mode: Mode) -> usize;
+    /// Entries in the matchmaking indexes (diagnostics: zero when nobody waits).
+    fn index_entries(&self) -> usize;
 }
 
 /// What the core asks of the backend (one of its outputs).
@@ -279,5 +281,9 @@ impl Matchmaking for MemoryMatchmaking {
 
     fn waiting(&self, mode: Mode) -> usize {
         self.matcher.waiting_count(mode)
+    }
+
+    fn index_entries(&self) -> usize {
+        self.matcher.index_entries()
     }
 }

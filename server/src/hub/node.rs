@@ -31,6 +31,8 @@ pub struct HubStats {
     pub reports_held: usize,
     /// Per-side deadlines pending (`ready`, TURN refresh).
     pub deadlines: usize,
+    /// Entries in the matchmaking indexes.
+    pub match_index: usize,
     /// Addresses holding sessions.
     pub addresses: usize,
     /// Entries in the per-address queues of sessions within their grace period.
@@ -53,6 +55,7 @@ impl HubStats {
             reports: _,
             reports_held,
             deadlines,
+            match_index,
             addresses,
             away,
         } = *self;
@@ -66,6 +69,7 @@ impl HubStats {
             + buffered_signals
             + reports_held
             + deadlines
+            + match_index
             + addresses
             + away
             == 0
@@ -154,6 +158,7 @@ impl Node {
             reports: self.core.reports(),
             reports_held: self.core.reports_held(),
             deadlines: self.core.deadlines(),
+            match_index: self.backend.matchmaking.index_entries(),
             addresses: self.backend.directory.addresses(),
             away: sessions.away(),
         }

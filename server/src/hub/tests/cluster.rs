@@ -104,6 +104,9 @@ impl Matchmaking for View {
     fn waiting(&self, mode: Mode) -> usize {
         self.world().matchmaking.waiting(mode)
     }
+    fn index_entries(&self) -> usize {
+        self.world().matchmaking.index_entries()
+    }
 }
 
 /// Two nodes and the frames each socket got.
