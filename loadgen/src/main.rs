@@ -11,22 +11,53 @@
 //!   1,000 matches, and cross-talk violations (must be zero).
 //! - `burst`: N users join at once; time until all are matched.
 //!
+//! Attack scenarios, each measuring a "bystander" video pair's chat relay latency
+//! (p50/p99/max) while the attack runs (see `bystander.rs` and `attacks.rs`):
+//! - `bystander`: the pair alone, the baseline.
+//! - `rejoin-flood`: K sockets from M addresses loop `stop` + `join` (text, a fresh
+//!   interest each time) at R/s; error replies by code.
+//! - `healthz-flood`: C keep-alive connections with pipelined `GET /healthz`;
+//!   requests answered per second.
+//! - `slowloris`: N sockets from one address send part of a request head, then
+//!   nothing; when the server closes them, and whether a new user can load `/`.
+//! - `soak`: churn with hostile clients mixed in, RSS and `/healthz` sampled, and
+//!   nothing may be left in the server once everyone has gone (`soak.rs`).
+//!
 //! Output: a table for people and one JSON line per run for scripts; `churn --plot`
 //! also draws latency percentiles second by second as an SVG.
 
+mod attacks;
+mod bystander;
 mod client;
+mod http;
 mod plot;
 mod proc;
 mod scenarios;
+mod soak;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 /// Most connections any scenario opens.
 const MAX_CONNECTIONS: usize = 20_000;
 /// Longest any scenario runs.
 const MAX_SECONDS: u64 = 600;
+/// Longest a soak runs.
+const MAX_SOAK_SECONDS: u64 = 4 * 3600;
+
+/// The bystander pair measured during an attack.
+#[derive(Debug, Args)]
+struct BystanderArgs {
+    /// Milliseconds between the bystander's chat lines (the server allows 50 messages/s
+    /// per connection by default, i.e. 20 ms).
+    #[arg(long, default_value_t = 20)]
+    chat_interval_ms: u64,
+    /// The bystander pair's source address (loopback).
+    #[arg(long, default_value = "127.0.0.2")]
+    bystander_source: IpAddr,
+}
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Benchmark a Let'sMeet server on loopback")]
@@ -78,6 +109,137 @@ enum Scenario {
         #[arg(short = 'n', long, default_value_t = 1_000)]
         users: usize,
     },
+    /// The bystander pair alone: the baseline for the attack scenarios.
+    Bystander {
+        /// Seconds the run lasts.
+        #[arg(short = 'd', long, default_value_t = 20)]
+        seconds: u64,
+        #[command(flatten)]
+        bystander: BystanderArgs,
+    },
+    /// Sockets looping `stop` + `join` (text, a fresh interest each time), from many
+    /// addresses (127.1.x.y), while the bystander chats.
+    RejoinFlood {
+        /// Attacker sockets.
+        #[arg(short = 'k', long, default_value_t = 1_000)]
+        attackers: usize,
+        /// Source addresses they are spread over (mind the server's per-address caps).
+        #[arg(short = 'm', long, default_value_t = 100)]
+        addresses: usize,
+        /// `stop` + `join` rounds per second per socket (two messages each).
+        #[arg(short = 'r', long, default_value_t = 20)]
+        rate: u32,
+        /// Seconds the run lasts.
+        #[arg(short = 'd', long, default_value_t = 20)]
+        seconds: u64,
+        #[command(flatten)]
+        bystander: BystanderArgs,
+    },
+    /// Keep-alive connections with pipelined `GET /healthz` (from 127.2.0.1), while the
+    /// bystander chats.
+    HealthzFlood {
+        /// Keep-alive connections, all from 127.2.0.1.
+        #[arg(short = 'c', long, default_value_t = 50)]
+        connections: usize,
+        /// Requests in flight per connection.
+        #[arg(long, default_value_t = 16)]
+        pipeline: usize,
+        /// Seconds the run lasts.
+        #[arg(short = 'd', long, default_value_t = 20)]
+        seconds: u64,
+        #[command(flatten)]
+        bystander: BystanderArgs,
+    },
+    /// Sockets from one address that send part of a request head, then nothing; a new
+    /// user loads `/` now and then, and the bystander chats.
+    Slowloris {
+        /// Half-open sockets.
+        #[arg(short = 'n', long, default_value_t = 1_000)]
+        sockets: usize,
+        /// Seconds the attack lasts (and the longest a close is waited for).
+        #[arg(short = 'd', long, default_value_t = 30)]
+        seconds: u64,
+        /// The one source address of the half-open sockets.
+        #[arg(long, default_value = "127.3.0.1")]
+        source: IpAddr,
+        /// Where the new user loading `/` comes from.
+        #[arg(long, default_value = "127.4.0.1")]
+        probe_source: IpAddr,
+        /// Seconds between the new user's page loads.
+        #[arg(long, default_value_t = 5)]
+        probe_every: u64,
+        #[command(flatten)]
+        bystander: BystanderArgs,
+    },
+    /// Churn with hostile clients mixed in; samples RSS and /healthz, and fails if the
+    /// server still holds anything once everyone has left.
+    Soak {
+        /// How long clients run (1800 for a 30 minute soak).
+        #[arg(short = 'd', long, default_value_t = 60)]
+        seconds: u64,
+        /// Churn users (the `churn` scenario's).
+        #[arg(short = 'c', long, default_value_t = 200)]
+        users: usize,
+        /// Milliseconds a churn pair stays together after its exchange.
+        #[arg(long, default_value_t = 1_000)]
+        think_ms: u64,
+        /// Each churn user picks 0 to this many interests out of 20 topics.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=10))]
+        max_interests: u8,
+        /// Source addresses of the churn users (127.5.x.y).
+        #[arg(long, default_value_t = 20)]
+        user_sources: usize,
+        /// Hostile agents, each cycling through flood, rejoin, oversized, garbage,
+        /// never-read, resume-garbage and resume-stolen episodes.
+        #[arg(long, default_value_t = 40)]
+        hostile: usize,
+        /// Source addresses of the hostile agents (127.6.x.y).
+        #[arg(long, default_value_t = 40)]
+        hostile_sources: usize,
+        /// The server's grace period: the final check waits this plus 2 s after the
+        /// last client closed.
+        #[arg(long, default_value_t = 15)]
+        grace_secs: u64,
+        /// Seconds between RSS and /healthz samples.
+        #[arg(long, default_value_t = 10)]
+        sample_secs: u64,
+        /// Prometheus URL (loopback) whose gauges about tables, sessions, waiting and
+        /// connections are printed at the end, e.g. http://127.0.0.1:3900/metrics.
+        #[arg(long)]
+        metrics_url: Option<String>,
+        /// Size of the oversized frames (the server's limit is 65,536 by default).
+        #[arg(long, default_value_t = 100_000)]
+        oversize_bytes: usize,
+    },
+}
+
+impl BystanderArgs {
+    fn settings(&self) -> anyhow::Result<bystander::Settings> {
+        if !self.bystander_source.is_loopback() {
+            bail!("--bystander-source must be a loopback address");
+        }
+        if self.chat_interval_ms == 0 || self.chat_interval_ms > 10_000 {
+            bail!("--chat-interval-ms between 1 and 10,000, please");
+        }
+        Ok(bystander::Settings {
+            source: self.bystander_source,
+            interval: Duration::from_millis(self.chat_interval_ms),
+        })
+    }
+}
+
+fn check_seconds(seconds: u64, max: u64) -> anyhow::Result<()> {
+    if seconds == 0 || seconds > max {
+        bail!("between 1 and {max} seconds, please");
+    }
+    Ok(())
+}
+
+fn check_loopback(ip: IpAddr, flag: &str) -> anyhow::Result<()> {
+    if !ip.is_loopback() {
+        bail!("{flag} must be a loopback address, got {ip}");
+    }
+    Ok(())
 }
 
 /// The target address, refusing anything but loopback.
@@ -132,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
                 think_ms: think_ms.min(60_000),
                 max_interests: max_interests.into(),
                 plot,
+                sources: Vec::new(),
             };
             scenarios::churn(&cli.url, target, options, server).await?
         }
@@ -141,6 +304,86 @@ async fn main() -> anyhow::Result<()> {
                 bail!("burst needs an even number of users: an odd one out would never be matched");
             }
             scenarios::burst(&cli.url, target, users, server).await?
+        }
+        Scenario::Bystander { seconds, bystander } => {
+            check_seconds(seconds, MAX_SECONDS)?;
+            let common = attacks::Common { seconds, bystander: bystander.settings()? };
+            attacks::baseline(&cli.url, target, common, server).await?
+        }
+        Scenario::RejoinFlood { attackers, addresses, rate, seconds, bystander } => {
+            check(attackers + 2)?;
+            check_seconds(seconds, MAX_SECONDS)?;
+            if addresses == 0 || addresses > 254 * 256 {
+                bail!("--addresses between 1 and {}, please", 254 * 256);
+            }
+            if rate == 0 || rate > 1_000 {
+                bail!("--rate between 1 and 1,000 joins/s per socket, please");
+            }
+            let common = attacks::Common { seconds, bystander: bystander.settings()? };
+            let options = attacks::RejoinFlood { attackers, addresses, joins_per_sec: rate };
+            attacks::rejoin_flood(&cli.url, target, options, common, server).await?
+        }
+        Scenario::HealthzFlood { connections, pipeline, seconds, bystander } => {
+            check(connections + 2)?;
+            check_seconds(seconds, MAX_SECONDS)?;
+            if pipeline == 0 || pipeline > 1_000 {
+                bail!("--pipeline between 1 and 1,000, please");
+            }
+            let common = attacks::Common { seconds, bystander: bystander.settings()? };
+            attacks::healthz_flood(&cli.url, target, attacks::HealthzFlood { connections, pipeline }, common, server)
+                .await?
+        }
+        Scenario::Slowloris { sockets, seconds, source, probe_source, probe_every, bystander } => {
+            check(sockets + 3)?;
+            check_seconds(seconds, MAX_SECONDS)?;
+            check_loopback(source, "--source")?;
+            check_loopback(probe_source, "--probe-source")?;
+            if sockets > 28_000 {
+                bail!("one source address has ports for about 28,000 sockets");
+            }
+            let common = attacks::Common { seconds, bystander: bystander.settings()? };
+            let options = attacks::Slowloris { sockets, source, probe_source, probe_every };
+            attacks::slowloris(&cli.url, target, options, common, server).await?
+        }
+        Scenario::Soak {
+            seconds,
+            users,
+            think_ms,
+            max_interests,
+            user_sources,
+            hostile,
+            hostile_sources,
+            grace_secs,
+            sample_secs,
+            metrics_url,
+            oversize_bytes,
+        } => {
+            check(users + 2 * hostile)?;
+            check_seconds(seconds, MAX_SOAK_SECONDS)?;
+            if user_sources == 0 || hostile_sources == 0 || user_sources > 254 * 256 || hostile_sources > 254 * 256 {
+                bail!("--user-sources and --hostile-sources between 1 and {}, please", 254 * 256);
+            }
+            if grace_secs > 3600 || sample_secs == 0 || sample_secs > 3600 {
+                bail!("--grace-secs up to 3,600 and --sample-secs between 1 and 3,600, please");
+            }
+            if oversize_bytes > 16 << 20 {
+                bail!("--oversize-bytes up to 16 MiB, please");
+            }
+            let metrics_url = metrics_url.as_deref().map(http::loopback_http).transpose()?;
+            let options = soak::Soak {
+                seconds,
+                users,
+                think_ms: think_ms.min(60_000),
+                max_interests: max_interests.into(),
+                user_sources,
+                hostile,
+                hostile_sources,
+                grace_secs,
+                sample_secs,
+                metrics_url,
+                oversize_bytes,
+            };
+            soak::soak(&cli.url, target, options, server).await?
         }
     };
     report.print();

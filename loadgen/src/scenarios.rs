@@ -1,4 +1,4 @@
-//! The three scenarios and their report.
+//! The load scenarios (idle, churn, burst) and the report every scenario prints.
 
 use crate::client::{Client, Lcg};
 use crate::proc::Process;
@@ -23,22 +23,57 @@ pub struct Report {
     json: serde_json::Map<String, Value>,
     violations: u64,
     errors: u64,
+    /// Why the run failed beyond violations and errors (printed, and a non-zero exit).
+    failures: Vec<String>,
+    /// A Markdown table row summing the run up, for the README.
+    readme_row: Option<(String, String)>,
 }
 
 impl Report {
-    fn new(scenario: &'static str) -> Self {
+    pub(crate) fn new(scenario: &'static str) -> Self {
         let mut json = serde_json::Map::new();
         json.insert("scenario".into(), scenario.into());
-        Self { scenario, rows: Vec::new(), json, violations: 0, errors: 0 }
+        Self { scenario, rows: Vec::new(), json, violations: 0, errors: 0, failures: Vec::new(), readme_row: None }
     }
 
-    fn add(&mut self, key: &str, label: &str, value: Value, shown: String) {
+    pub(crate) fn add(&mut self, key: &str, label: &str, value: Value, shown: String) {
         self.json.insert(key.into(), value);
         self.rows.push((label.into(), shown));
     }
 
+    /// A JSON field not shown in the table.
+    pub(crate) fn json_insert(&mut self, key: &str, value: Value) {
+        self.json.insert(key.into(), value);
+    }
+
+    /// A row shown in the table only.
+    pub(crate) fn row(&mut self, label: &str, shown: String) {
+        self.rows.push((label.into(), shown));
+    }
+
+    /// Marks the run failed, saying why.
+    pub(crate) fn fail(&mut self, why: String) {
+        self.failures.push(why);
+    }
+
+    /// Sets the Markdown header and row printed after the table.
+    pub(crate) fn readme_row(&mut self, header: String, row: String) {
+        self.readme_row = Some((header, row));
+    }
+
+    /// Takes over another report's rows (labels prefixed) and its JSON under `key`.
+    pub(crate) fn absorb(&mut self, key: &str, prefix: &str, other: Report) {
+        for (label, value) in other.rows {
+            self.rows.push((format!("{prefix}{label}"), value));
+        }
+        self.json.insert(key.into(), Value::Object(other.json));
+        self.violations += other.violations;
+        self.errors += other.errors;
+        self.failures.extend(other.failures);
+    }
+
     pub fn failed(&self) -> bool {
-        self.violations > 0 || self.errors > 0
+        self.violations > 0 || self.errors > 0 || !self.failures.is_empty()
     }
 
     pub fn print(&self) {
@@ -46,6 +81,13 @@ impl Report {
         eprintln!("── loadgen {} ──", self.scenario);
         for (label, value) in &self.rows {
             eprintln!("  {label:<width$}  {value}");
+        }
+        for why in &self.failures {
+            eprintln!("  FAILED: {why}");
+        }
+        if let Some((header, row)) = &self.readme_row {
+            let rule = header.split('|').filter(|c| !c.is_empty()).map(|_| "|---").collect::<String>() + "|";
+            eprintln!("README row:\n{header}\n{rule}\n{row}");
         }
         // The machine-readable line goes to stdout.
         #[allow(clippy::print_stdout)]
@@ -59,7 +101,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn add_percentiles(report: &mut Report, key: &str, label: &str, h: &Histogram<u64>) {
+pub(crate) fn add_percentiles(report: &mut Report, key: &str, label: &str, h: &Histogram<u64>) {
     // Recorded in microseconds.
     let p = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let (p50, p95, p99, max) = (p(0.50), p(0.95), p(0.99), h.max() as f64 / 1000.0);
@@ -71,7 +113,7 @@ fn add_percentiles(report: &mut Report, key: &str, label: &str, h: &Histogram<u6
     );
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -160,14 +202,18 @@ struct Shared {
     /// Chat line relay latency (µs).
     chat: Option<Histogram<u64>>,
     /// Per second of the run: pairing, signal relay and chat relay latency (µs), for
-    /// the plot.
+    /// the plot (kept only when plotting: long runs would hold thousands).
     timeline: Vec<[Histogram<u64>; 3]>,
+    plotting: bool,
 }
 
 impl Shared {
     /// Records `micros` under `series` (0 pairing, 1 signal, 2 chat) for the second
     /// of the run it was measured in.
     fn at_second(&mut self, epoch: Instant, series: usize, micros: u64) {
+        if !self.plotting {
+            return;
+        }
         let second = epoch.elapsed().as_secs() as usize;
         while self.timeline.len() <= second {
             self.timeline.push(std::array::from_fn(|_| coarse_histogram()));
@@ -186,6 +232,8 @@ pub struct Churn {
     pub max_interests: usize,
     /// Where to write an SVG of latency percentiles over the run.
     pub plot: Option<std::path::PathBuf>,
+    /// Source addresses to spread users over (round robin); empty: the default one.
+    pub sources: Vec<IpAddr>,
 }
 
 /// Microseconds since the run's epoch, carried in payloads to time relays.
@@ -212,17 +260,19 @@ fn parse_marks(text: &str) -> Option<(SessionId, u64)> {
 
 /// `churn`: every user loops through full matches for `seconds`.
 pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option<Process>) -> anyhow::Result<Report> {
-    let Churn { users, seconds, think_ms, max_interests, plot } = options;
+    let Churn { users, seconds, think_ms, max_interests, plot, sources } = options;
     let shared = Arc::new(Mutex::new(Shared {
         join_to_match: Some(histogram()),
         pairing: Some(histogram()),
         signal: Some(histogram()),
         chat: Some(histogram()),
+        plotting: plot.is_some(),
         ..Shared::default()
     }));
     let mut clients = Vec::with_capacity(users);
-    for _ in 0..users {
-        clients.push(Client::connect(url, target, None).await?);
+    for i in 0..users {
+        let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
+        clients.push(Client::connect(url, target, source).await?);
     }
     let epoch = Instant::now();
     let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
@@ -372,10 +422,11 @@ async fn churn_user(
                 c.send(&ClientMsg::Ready { match_id }).await?;
                 if role == Role::Offerer {
                     let sdp = payload_text("offer", me, stamp(epoch), 4000);
-                    c.send(&ClientMsg::Signal { match_id, payload: SignalPayload::Offer { sdp } }).await?;
+                    c.send(&ClientMsg::Signal { match_id, payload: SignalPayload::Offer { sdp }, generation: None })
+                        .await?;
                 }
             }
-            ServerMsg::Signal { match_id, payload } => {
+            ServerMsg::Signal { match_id, payload, .. } => {
                 let text = match &payload {
                     SignalPayload::Offer { sdp } | SignalPayload::Answer { sdp } => sdp.clone(),
                     SignalPayload::Candidate { candidate, .. } => candidate.clone(),
@@ -387,7 +438,12 @@ async fn churn_user(
                 if first && !sent_all {
                     if let SignalPayload::Offer { .. } = payload {
                         let sdp = payload_text("answer", me, stamp(epoch), 4000);
-                        c.send(&ClientMsg::Signal { match_id, payload: SignalPayload::Answer { sdp } }).await?;
+                        c.send(&ClientMsg::Signal {
+                            match_id,
+                            payload: SignalPayload::Answer { sdp },
+                            generation: None,
+                        })
+                        .await?;
                     }
                     for i in 0..6 {
                         let candidate = payload_text(
@@ -401,7 +457,7 @@ async fn churn_user(
                             sdp_mid: Some("0".into()),
                             sdp_m_line_index: Some(0),
                         };
-                        c.send(&ClientMsg::Signal { match_id, payload }).await?;
+                        c.send(&ClientMsg::Signal { match_id, payload, generation: None }).await?;
                     }
                     for i in 0..3 {
                         let text = payload_text(&format!("chat line {i}"), me, stamp(epoch), 0);
