@@ -26,5 +26,8 @@ cargo test -p app --target wasm32-unknown-unknown --features hydrate --locked
 step "release build of the site"
 cargo leptos build --release
 
+step "hostile load against the release server (loopback; the bystander's relay p99 must stay under 50 ms)"
+./scripts/attack-checks.sh
+
 step "end-to-end in headless Chromium"
 node --test --test-concurrency=1 end2end/

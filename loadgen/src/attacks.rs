@@ -83,7 +83,21 @@ fn take(map: &Mutex<BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
 }
 
 /// Finishes a report: the bystander's rows, the server's usage and the README row.
-fn finish(report: &mut Report, label: String, out: &Outcome, usage: &Usage, elapsed: Duration, attack: String) {
+fn finish(
+    report: &mut Report,
+    (label, max_p99_ms): (String, Option<f64>),
+    out: &Outcome,
+    usage: &Usage,
+    elapsed: Duration,
+    attack: String,
+) {
+    if let Some(max) = max_p99_ms {
+        match out.percentiles() {
+            Some((_, p99, _)) if p99 <= max => {}
+            Some((_, p99, _)) => report.fail(format!("the bystander's relay p99 was {p99:.2} ms, over {max} ms")),
+            None => report.fail("the bystander measured nothing".into()),
+        }
+    }
     bystander::add_to(report, out);
     usage.add_to(report, elapsed);
     report.readme_row(bystander::HEADER.into(), format!("| {label} | {} | {attack} |", bystander::cells(out)));
@@ -103,7 +117,8 @@ pub async fn baseline(
     let out = bystander::finish(handle).await;
     let mut report = Report::new("bystander");
     report.add("seconds", "duration", json!(common.seconds), format!("{} s", common.seconds));
-    finish(&mut report, format!("no attack, {} s", common.seconds), &out, &usage, started.elapsed(), "–".into());
+    let label = (format!("no attack, {} s", common.seconds), common.bystander.max_p99_ms);
+    finish(&mut report, label, &out, &usage, started.elapsed(), "–".into());
     Ok(report)
 }
 
@@ -298,7 +313,7 @@ pub async fn rejoin_flood(
         fmt_counts(&errors),
         if ended.is_empty() { "none".into() } else { fmt_counts(&ended) }
     );
-    finish(&mut report, label, &out, &usage, elapsed, attack);
+    finish(&mut report, (label, common.bystander.max_p99_ms), &out, &usage, elapsed, attack);
     Ok(report)
 }
 
@@ -411,7 +426,7 @@ pub async fn healthz_flood(
     report.add("ended", "connections ended early", json!(ended), fmt_counts(&ended));
     let label = format!("healthz-flood: {connections} connections × {pipeline} pipelined, {} s", common.seconds);
     let attack = format!("{rate:.0} healthz/s answered; other statuses: {}", fmt_counts(&other));
-    finish(&mut report, label, &out, &usage, elapsed, attack);
+    finish(&mut report, (label, common.bystander.max_p99_ms), &out, &usage, elapsed, attack);
     Ok(report)
 }
 
@@ -423,6 +438,8 @@ pub struct Slowloris {
     pub probe_source: IpAddr,
     /// Seconds between page loads by a new user.
     pub probe_every: u64,
+    /// Fail unless every half-open socket was closed and every page loaded.
+    pub expect_closed: bool,
 }
 
 /// How one half-open socket ended, seconds after its partial request.
@@ -466,7 +483,7 @@ pub async fn slowloris(
     common: Common,
     server: Option<Process>,
 ) -> anyhow::Result<Report> {
-    let Slowloris { sockets, source, probe_source, probe_every } = options;
+    let Slowloris { sockets, source, probe_source, probe_every, expect_closed } = options;
     let setup = Instant::now();
     let mut opened = Vec::with_capacity(sockets);
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
@@ -593,6 +610,18 @@ pub async fn slowloris(
         probes.len(),
         fmt_ms(worst)
     );
-    finish(&mut report, label, &out, &usage, elapsed, attack);
+    if expect_closed {
+        if closed.len() < open {
+            report.fail(format!(
+                "{} of {open} half-open sockets were still open after {} s",
+                open - closed.len(),
+                common.seconds
+            ));
+        }
+        if ok_loads.len() < probes.len() || probes.is_empty() {
+            report.fail(format!("a new user loaded the page {} times out of {}", ok_loads.len(), probes.len()));
+        }
+    }
+    finish(&mut report, (label, common.bystander.max_p99_ms), &out, &usage, elapsed, attack);
     Ok(report)
 }

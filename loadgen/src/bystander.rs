@@ -27,6 +27,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub struct Settings {
     pub source: IpAddr,
     pub interval: Duration,
+    /// The run fails if the relay p99 is above this (ms).
+    pub max_p99_ms: Option<f64>,
 }
 
 /// What the bystander saw.

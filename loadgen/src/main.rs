@@ -57,6 +57,10 @@ struct BystanderArgs {
     /// The bystander pair's source address (loopback).
     #[arg(long, default_value = "127.0.0.2")]
     bystander_source: IpAddr,
+    /// Fail (exit non-zero) if the bystander's chat relay p99 exceeds this many ms, or
+    /// if it could not measure at all (used by `make test` against the release build).
+    #[arg(long)]
+    max_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Parser)]
@@ -168,6 +172,10 @@ enum Scenario {
         /// Seconds between the new user's page loads.
         #[arg(long, default_value_t = 5)]
         probe_every: u64,
+        /// Fail unless the server closed every half-open socket it accepted within the
+        /// run, and every page load succeeded.
+        #[arg(long)]
+        expect_closed: bool,
         #[command(flatten)]
         bystander: BystanderArgs,
     },
@@ -224,6 +232,7 @@ impl BystanderArgs {
         Ok(bystander::Settings {
             source: self.bystander_source,
             interval: Duration::from_millis(self.chat_interval_ms),
+            max_p99_ms: self.max_p99_ms,
         })
     }
 }
@@ -333,7 +342,7 @@ async fn main() -> anyhow::Result<()> {
             attacks::healthz_flood(&cli.url, target, attacks::HealthzFlood { connections, pipeline }, common, server)
                 .await?
         }
-        Scenario::Slowloris { sockets, seconds, source, probe_source, probe_every, bystander } => {
+        Scenario::Slowloris { sockets, seconds, source, probe_source, probe_every, expect_closed, bystander } => {
             check(sockets + 3)?;
             check_seconds(seconds, MAX_SECONDS)?;
             check_loopback(source, "--source")?;
@@ -342,7 +351,7 @@ async fn main() -> anyhow::Result<()> {
                 bail!("one source address has ports for about 28,000 sockets");
             }
             let common = attacks::Common { seconds, bystander: bystander.settings()? };
-            let options = attacks::Slowloris { sockets, source, probe_source, probe_every };
+            let options = attacks::Slowloris { sockets, source, probe_source, probe_every, expect_closed };
             attacks::slowloris(&cli.url, target, options, common, server).await?
         }
         Scenario::Soak {

@@ -15,8 +15,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -74,12 +76,21 @@ pub async fn serve(
         }
         let io = TokioIo::new(Counted { tcp, _permit: permit });
         let router = router.clone();
+        let pacer = Arc::new(Pacer::new());
         let mut stop = stop_rx.clone();
         let header_timeout = policy.header_timeout;
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
+                let (router, wait) = (router.clone(), pacer.wait());
+                async move {
+                    // Requests on one connection are served one after the other, so
+                    // holding this one back holds back everything pipelined behind it.
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    router.oneshot(req).await
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -106,6 +117,38 @@ pub async fn serve(
     connections.close();
     if tokio::time::timeout(drain, connections.wait()).await.is_err() {
         tracing::warn!("some requests did not finish in time");
+    }
+}
+
+/// Requests one connection may make per second on average...
+const REQUESTS_PER_SEC: u64 = 20;
+/// ...and at once (a page load is about ten: the page, its script, wasm, styles, icons).
+const REQUEST_BURST: u64 = 40;
+
+/// Paces one connection's requests (a token bucket in its GCRA form): a client that
+/// pipelines requests as fast as it can (`/healthz` in a loop, say) gets answers at
+/// [`REQUESTS_PER_SEC`], so its cost to the server is bounded by the per-address
+/// connection cap times that rate, instead of by how fast the server can answer.
+#[derive(Debug)]
+struct Pacer {
+    start: Instant,
+    /// Microseconds after `start` at which the bucket would be full again.
+    full_at: AtomicU64,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Self { start: Instant::now(), full_at: AtomicU64::new(0) }
+    }
+
+    /// How long the next request must wait.
+    fn wait(&self) -> Duration {
+        let interval = 1_000_000 / REQUESTS_PER_SEC;
+        let now = self.start.elapsed().as_micros() as u64;
+        // One connection's requests come one at a time: no other writer races this.
+        let base = self.full_at.load(Ordering::Relaxed).max(now);
+        self.full_at.store(base + interval, Ordering::Relaxed);
+        Duration::from_micros(base.saturating_sub(now + interval * (REQUEST_BURST - 1)))
     }
 }
 
@@ -145,5 +188,22 @@ impl AsyncWrite for Counted {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_gets_its_burst_then_the_paced_rate() {
+        let pacer = Pacer::new();
+        let waits: Vec<Duration> = (0..REQUEST_BURST + 3).map(|_| pacer.wait()).collect();
+        assert!(waits[..REQUEST_BURST as usize].iter().all(|w| *w < Duration::from_millis(5)), "{waits:?}");
+        let interval = Duration::from_micros(1_000_000 / REQUESTS_PER_SEC);
+        for (n, w) in waits[REQUEST_BURST as usize..].iter().enumerate() {
+            let expected = interval * (n as u32 + 1);
+            assert!(w.abs_diff(expected) < Duration::from_millis(5), "request {n} past the burst waits {w:?}");
+        }
     }
 }
