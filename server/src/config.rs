@@ -81,6 +81,14 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_RATE_BURST", default_value_t = protocol::limits::RATE_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
 
+    /// Pool searches (`join` with new preferences, `next`) per second per session...
+    #[arg(long, env = "LETSMEET_JOINS_PER_SEC", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub joins_per_sec: u32,
+
+    /// ...and at once, above that rate (beyond both: `rate_limited`).
+    #[arg(long, env = "LETSMEET_JOIN_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub join_burst: u32,
+
     /// Rate-limited messages tolerated (without a 5 s pause) before closing with 1008.
     #[arg(long, env = "LETSMEET_FLOOD_STRIKES", default_value_t = 200)]
     pub flood_strikes: u32,
@@ -334,7 +342,7 @@ impl From<&Config> for HubConfig {
             avoid_limit: crate::hub::config::AVOID_LIMIT,
             message_rate: crate::hub::budget::Rate::per_second(c.rate_per_sec, c.rate_burst),
             resume_rate: crate::hub::config::RESUME_RATE,
-            join_rate: crate::hub::config::JOIN_RATE,
+            join_rate: crate::hub::budget::Rate::per_second(c.joins_per_sec, c.join_burst),
             ready_timeout: crate::hub::config::READY_TIMEOUT,
             report_window: Duration::from_secs_f64(c.report_window_secs),
         }
