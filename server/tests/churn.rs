@@ -37,6 +37,9 @@ async fn hundreds_of_clients_churning_leave_nothing_behind_and_never_cross_talk(
     cfg.grace_secs = 1.0;
     cfg.interest_fallback_secs = 0.3;
     cfg.rematch_cooldown_secs = 1.0;
+    // Time runs about a hundred times faster here than for people: so do searches.
+    cfg.joins_per_sec = 1_000;
+    cfg.join_burst = 1_000;
     let server = TestServer::start(cfg).await;
     let registry: Registry = Arc::default();
     let counters = Arc::new(Counters::default());
