@@ -82,11 +82,11 @@ pub struct Config {
     pub rate_burst: u32,
 
     /// Pool searches (`join` with new preferences, `next`) per second per session...
-    #[arg(long, env = "LETSMEET_JOINS_PER_SEC", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LETSMEET_JOINS_PER_SEC", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub joins_per_sec: u32,
 
-    /// ...and at once, above that rate (beyond both: `rate_limited`).
-    #[arg(long, env = "LETSMEET_JOIN_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    /// ...and at once, above that rate (beyond both, a search waits for the budget).
+    #[arg(long, env = "LETSMEET_JOIN_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub join_burst: u32,
 
     /// Rate-limited messages tolerated (without a 5 s pause) before closing with 1008.

@@ -40,3 +40,4 @@ pub const REPORTS: &str = "letsmeet_reports_total";
 pub const QUEUE_WAIT: &str = "letsmeet_queue_wait_seconds";
 pub const RELAY_LATENCY: &str = "letsmeet_relay_latency_seconds";
 pub const REFUSED_CONNECTIONS: &str = "letsmeet_connections_refused_total";
+pub const SEARCHES_DEFERRED: &str = "letsmeet_searches_deferred_total";

@@ -36,6 +36,13 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The earliest time (ms) at which [`Budget::spend`] succeeds again.
+    pub fn next_allowed(&self, rate: Rate, now: Millis) -> Millis {
+        let capacity = rate.interval_us.saturating_mul(u64::from(rate.burst.max(1)));
+        let at_us = self.full_at_us.saturating_add(rate.interval_us).saturating_sub(capacity);
+        at_us.div_ceil(1_000).max(now)
+    }
+
     /// Spends one allowance at `now`; `false` (and nothing spent) when none is left.
     pub fn spend(&mut self, rate: Rate, now: Millis) -> bool {
         let now_us = now.saturating_mul(1_000);
@@ -72,6 +79,7 @@ mod tests {
         let rate = Rate::one_every(10, 3);
         let mut b = Budget::default();
         assert_eq!((0..10).filter(|_| b.spend(rate, 0)).count(), 3);
+        assert_eq!(b.next_allowed(rate, 5), 10_000);
         assert!(!b.spend(rate, 9_999));
         assert!(b.spend(rate, 10_000));
         assert!(!b.spend(rate, 10_000));

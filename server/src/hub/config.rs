@@ -14,10 +14,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Resumes one session may make: a burst of 5, then one per 10 s. Each resume makes
 /// the peer's browser start a new peer connection.
 pub const RESUME_RATE: Rate = Rate::one_every(10, 5);
-/// Pool searches one session may start (`join` with new preferences, `next`): a burst
-/// of 10, then 2 a second. Nobody skips strangers faster; a script that re-joins in a
-/// loop gets `rate_limited`.
-pub const JOIN_RATE: Rate = Rate::per_second(2, 10);
+/// Pool searches one session may make (`join` with new preferences, `next`): a burst
+/// of 20, then 4 a second. A search beyond it waits for the budget (the client is
+/// already told `queued`), so a person skipping fast waits a little longer, and a
+/// script that re-joins in a loop costs no more searches than this.
+pub const JOIN_RATE: Rate = Rate::per_second(4, 20);
 /// Bytes of missed chat kept for a session whose socket is down (the oldest lines go
 /// first): 50 lines of up to 2,000 characters could otherwise hold ~600 KB.
 pub const MISSED_CHAT_BYTES: usize = 64 * 1024;

@@ -6,6 +6,7 @@ use super::io::{Dropped, Ended, Metric};
 use super::model::RelayKind;
 use crate::metrics::{
     CLIENT_ERRORS, DROPPED, MATCHES_ENDED, MATCHES_STARTED, QUEUE_WAIT, RATE_LIMITED, RELAY_LATENCY, RELAYED, REPORTS,
+    SEARCHES_DEFERRED,
 };
 use metrics::{Counter, Histogram};
 use protocol::Mode;
@@ -22,6 +23,7 @@ pub struct Metrics {
     relayed: [[Counter; 2]; 3],
     dropped: [Counter; Dropped::ALL.len()],
     reports: Counter,
+    deferred: Counter,
     queue_wait: Histogram,
     pub relay_latency: Histogram,
     pub rate_limited: Counter,
@@ -37,6 +39,7 @@ impl Metrics {
             }),
             dropped: Dropped::ALL.map(|d| metrics::counter!(DROPPED, "reason" => d.as_str())),
             reports: metrics::counter!(REPORTS),
+            deferred: metrics::counter!(SEARCHES_DEFERRED),
             queue_wait: metrics::histogram!(QUEUE_WAIT),
             relay_latency: metrics::histogram!(RELAY_LATENCY),
             rate_limited: metrics::counter!(RATE_LIMITED),
@@ -53,6 +56,7 @@ impl Metrics {
             Metric::ClientError(code) => client_error(code),
             Metric::Report => self.reports.increment(1),
             Metric::QueueWait(ms) => self.queue_wait.record(ms as f64 / 1000.0),
+            Metric::SearchDeferred => self.deferred.increment(1),
         }
     }
 }

@@ -107,6 +107,8 @@ pub enum Metric {
     Report,
     /// How long a session waited before it was matched.
     QueueWait(Millis),
+    /// A pool search waited for the session's search budget.
+    SearchDeferred,
 }
 
 /// Why a match ended, as counted.

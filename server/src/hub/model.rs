@@ -122,6 +122,8 @@ pub struct Session {
     pub resumes: Budget,
     /// Searches of the pool (`join` with new preferences, `next`).
     pub joins: Budget,
+    /// A search deferred until the budget allows it, due then.
+    pub search_at: Option<Millis>,
 }
 
 impl Session {
@@ -142,6 +144,7 @@ impl Session {
             budget: Budget::default(),
             resumes: Budget::default(),
             joins: Budget::default(),
+            search_at: None,
         }
     }
 

@@ -1,6 +1,7 @@
-//! Deadlines that belong to one side of a match: its `ready` and the refresh of its
-//! TURN credentials. Each is also recorded on the side itself, so ending a match takes
-//! its entries out at once and the table returns to empty.
+//! Deadlines: one side of a match's `ready` and the refresh of its TURN credentials
+//! (each also recorded on the side itself, so ending a match takes its entries out at
+//! once), and a session's deferred pool search (recorded on the session; it fires
+//! within a second and is dropped then if the session stopped waiting).
 
 use matcher::Millis;
 use protocol::SessionId;
@@ -13,6 +14,8 @@ pub enum Due {
     Ready,
     /// The side's TURN credentials are about to expire: send fresh ones.
     IceRefresh,
+    /// A session's deferred pool search (its search budget allows it now).
+    Search,
 }
 
 /// Every pending deadline, soonest first.

@@ -42,15 +42,11 @@ impl HubCore {
             State::Queued { since } => since,
             State::Idle => now,
         };
-        if !self.may_search(sid) {
-            return;
-        }
-        let session = self.sessions.get_mut(sid).expect("checked above");
         let mode = prefs.mode;
         session.prefs = Some(prefs);
         session.state = State::Queued { since };
         self.send(sid, &ServerMsg::Queued { mode });
-        self.submit(sid, since);
+        self.search(sid, since);
     }
 
     pub(super) fn ready(&mut self, sid: SessionId, match_id: MatchId) {
@@ -72,28 +68,32 @@ impl HubCore {
         let Some(mode) = session.prefs.as_ref().map(|p| p.mode) else {
             return self.error(sid, ErrorCode::NotInMatch, "nothing to skip and no earlier join to repeat", None);
         };
-        if !self.may_search(sid) {
-            return;
-        }
         let cooldown = Parting::Cooldown(now + self.config.rematch_cooldown.as_millis() as Millis);
         self.end_match(sid, LeftReason::Skipped, cooldown);
         let session = self.sessions.get_mut(sid).expect("checked above");
         session.state = State::Queued { since: now };
         self.send(sid, &ServerMsg::Queued { mode });
         // A ticket already waiting is replaced (and its wait starts again).
-        self.submit(sid, now);
+        self.search(sid, now);
     }
 
-    /// Spends one of `sid`'s pool searches; over its budget the command is refused
-    /// (`rate_limited`) and changes nothing.
-    fn may_search(&mut self, sid: SessionId) -> bool {
+    /// Submits `sid`'s ticket if its search budget allows; otherwise the search waits
+    /// for the budget (the client already has its `queued`, and simply waits a little
+    /// longer), with at most one search pending per session, made with the preferences
+    /// of that time. A script that re-joins in a loop costs bookkeeping, not searches.
+    pub(super) fn search(&mut self, sid: SessionId, since: Millis) {
         let (rate, now) = (self.config.join_rate, self.now);
-        let session = self.sessions.get_mut(sid).expect("commands come from sessions of this node");
-        if session.joins.spend(rate, now) {
-            return true;
+        let session = self.sessions.get_mut(sid).expect("searching for a session of this node");
+        if session.search_at.is_some() {
+            return;
         }
-        self.error(sid, ErrorCode::RateLimited, "joining too often: wait a moment and try again", None);
-        false
+        if session.joins.spend(rate, now) {
+            return self.submit(sid, since);
+        }
+        let at = session.joins.next_allowed(rate, now);
+        session.search_at = Some(at);
+        self.timers.reset(sid, Due::Search, None, Some(at));
+        self.metric(Metric::SearchDeferred);
     }
 
     /// Leaves the match or the queue. Unlike `next`, no cooldown: rule 5 of the

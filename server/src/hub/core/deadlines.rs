@@ -3,7 +3,7 @@
 
 use super::HubCore;
 use crate::hub::io::Ended;
-use crate::hub::model::{Parting, Side};
+use crate::hub::model::{Parting, Side, State};
 use crate::hub::timers::Due;
 use matcher::Millis;
 use protocol::{ErrorCode, IceServer, LeftReason, ServerMsg, SessionId};
@@ -31,6 +31,7 @@ impl HubCore {
         self.config.ice.has_turn().then(|| self.config.ice.servers_at(sid, self.unix_now()))
     }
 
+    /// Moves the deadline `due` of `sid`'s side of its match (`Ready`, `IceRefresh`).
     pub(super) fn set_deadline(&mut self, sid: SessionId, due: Due, at: Option<Millis>) {
         let Some(side) = self.sessions.get_mut(sid).and_then(|s| s.current_match_mut()) else {
             return;
@@ -38,6 +39,7 @@ impl HubCore {
         let slot = match due {
             Due::Ready => &mut side.ready_by,
             Due::IceRefresh => &mut side.refresh_at,
+            Due::Search => unreachable!("a session's search is not a side's deadline"),
         };
         let old = std::mem::replace(slot, at);
         self.timers.reset(sid, due, old, at);
@@ -54,6 +56,16 @@ impl HubCore {
         while let Some((sid, due)) = self.timers.pop_due(self.now) {
             let Some(session) = self.sessions.get_mut(sid) else { continue };
             let live = session.conn.is_some();
+            if due == Due::Search {
+                session.search_at = None;
+                // Only for a session still waiting here (away: `restore` submits).
+                if let State::Queued { since } = session.state
+                    && live
+                {
+                    self.search(sid, since);
+                }
+                continue;
+            }
             let Some(side) = session.current_match_mut() else { continue };
             match due {
                 Due::Ready => {
@@ -71,6 +83,7 @@ impl HubCore {
                         self.send(sid, &ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Disconnected });
                     }
                 }
+                Due::Search => unreachable!("handled above"),
                 Due::IceRefresh => {
                     side.refresh_at = None;
                     let id = side.id;
