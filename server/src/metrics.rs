@@ -3,27 +3,49 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide recorder once (later calls reuse it).
+/// How often histogram samples are folded into their buckets. The recorder keeps every
+/// sample until then: without upkeep, a server nobody scrapes grows by 8 bytes per
+/// relayed message (about 2 MiB a minute in the soak).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide recorder once (later calls reuse it), with a thread that
+/// runs its upkeep.
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let latency = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
-            let wait = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(RELAY_LATENCY.into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), &wait))
-                .expect("bucket lists are not empty")
-                .install_recorder()
-                .unwrap_or_else(|e| {
-                    // Another recorder is installed (embedding): render an empty handle.
-                    tracing::warn!("metrics recorder not installed: {e}");
-                    PrometheusBuilder::new().build_recorder().handle()
-                })
+            let handle = recorder();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!("no metrics upkeep thread ({e}): histograms grow until scraped");
+            }
+            handle
         })
         .clone()
+}
+
+fn recorder() -> PrometheusHandle {
+    let latency = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
+    let wait = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(RELAY_LATENCY.into()), &latency)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), &wait))
+        .expect("bucket lists are not empty")
+        .install_recorder()
+        .unwrap_or_else(|e| {
+            // Another recorder is installed (embedding): render an empty handle.
+            tracing::warn!("metrics recorder not installed: {e}");
+            PrometheusBuilder::new().build_recorder().handle()
+        })
 }
 
 pub const CONNECTIONS: &str = "letsmeet_connections";
