@@ -17,12 +17,8 @@ pub struct HttpTarget {
 }
 
 /// Parses `http://host:port/path`, refusing anything but loopback.
-pub fn loopback_http(url: &str) -> anyhow::Result<HttpTarget> {
-    let rest = url.strip_prefix("http://").with_context(|| format!("only http:// URLs are supported, got {url}"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+/// `host:port` resolved, refusing anything but loopback (every scenario's target).
+pub fn loopback_addr(authority: &str) -> anyhow::Result<SocketAddr> {
     let addr = authority
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {authority}"))?
@@ -31,6 +27,16 @@ pub fn loopback_http(url: &str) -> anyhow::Result<HttpTarget> {
     if !addr.ip().is_loopback() {
         bail!("refusing {} : loadgen only talks to loopback (127.0.0.0/8, ::1)", addr.ip());
     }
+    Ok(addr)
+}
+
+pub fn loopback_http(url: &str) -> anyhow::Result<HttpTarget> {
+    let rest = url.strip_prefix("http://").with_context(|| format!("only http:// URLs are supported, got {url}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = loopback_addr(authority)?;
     Ok(HttpTarget { addr, host: authority.to_string(), path: path.to_string() })
 }
 

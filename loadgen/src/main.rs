@@ -37,7 +37,7 @@ mod soak;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Most connections any scenario opens.
@@ -256,16 +256,7 @@ fn loopback_target(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url
         .strip_prefix("ws://")
         .with_context(|| format!("only ws:// URLs are supported (plain loopback), got {url}"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let addr = authority
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {authority}"))?
-        .next()
-        .with_context(|| format!("{authority} resolves to nothing"))?;
-    if !addr.ip().is_loopback() {
-        bail!("refusing to load {} : loadgen only targets loopback (127.0.0.0/8, ::1)", addr.ip());
-    }
-    Ok(addr)
+    http::loopback_addr(rest.split('/').next().unwrap_or_default())
 }
 
 #[tokio::main]

@@ -99,22 +99,29 @@ fn close_code(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFram
 
 /// Reads until the server closes the socket (or `limit` passes): how it ended.
 async fn read_until_closed(c: &mut Client, episode: &str, hostile: &Hostile, limit: Duration) -> String {
-    let reading = async {
-        loop {
-            match c.ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    if let Ok(ServerMsg::Error { code, .. }) = ServerMsg::from_json(t.as_str()) {
-                        hostile.error(episode, code.as_str());
-                    }
+    timeout(limit, read_to_close(&mut c.ws, episode, hostile))
+        .await
+        .unwrap_or_else(|_| format!("still open after {limit:?}"))
+}
+
+/// Reads `stream` to its end, counting `error` replies: how it ended.
+async fn read_to_close<S>(stream: &mut S, episode: &str, hostile: &Hostile) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(t))) => {
+                if let Ok(ServerMsg::Error { code, .. }) = ServerMsg::from_json(t.as_str()) {
+                    hostile.error(episode, code.as_str());
                 }
-                Some(Ok(Message::Close(frame))) => return close_code(frame.as_ref()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return ws_failure(&e),
-                None => return "socket ended".into(),
             }
+            Some(Ok(Message::Close(frame))) => return close_code(frame.as_ref()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return ws_failure(&e),
+            None => return "socket ended".into(),
         }
-    };
-    timeout(limit, reading).await.unwrap_or_else(|_| format!("still open after {limit:?}"))
+    }
 }
 
 /// Waits for `matched`.
@@ -172,21 +179,7 @@ async fn episode(
             };
             let match_id = rng.uuid();
             let (mut sink, mut stream) = c.ws.split();
-            let reader = async {
-                loop {
-                    match stream.next().await {
-                        Some(Ok(Message::Text(t))) => {
-                            if let Ok(ServerMsg::Error { code, .. }) = ServerMsg::from_json(t.as_str()) {
-                                hostile.error(name, code.as_str());
-                            }
-                        }
-                        Some(Ok(Message::Close(frame))) => return close_code(frame.as_ref()),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return ws_failure(&e),
-                        None => return "socket ended".into(),
-                    }
-                }
-            };
+            let reader = read_to_close(&mut stream, name, hostile);
             let writer = async {
                 let chat = format!(r#"{{"type":"chat","match_id":"{match_id}","text":"spam"}}"#);
                 let typing = format!(r#"{{"type":"typing","match_id":"{match_id}","typing":true}}"#);

@@ -14,8 +14,6 @@ pub struct Attached {
     pub replaced: Option<ConnId>,
     /// It came back within its grace period.
     pub returned: bool,
-    /// It came from another address.
-    pub moved: bool,
 }
 
 /// Every session this node owns.
@@ -83,7 +81,7 @@ impl Sessions {
             self.grace.remove(&(t, sid));
             forget_away(&mut self.away, old_ip, sid);
         }
-        Attached { replaced, returned: returned.is_some(), moved: old_ip != ip }
+        Attached { replaced, returned: returned.is_some() }
     }
 
     /// The socket `conn` closed. If it was its session's live socket, the session is
