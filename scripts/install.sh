@@ -56,3 +56,21 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   log "npm install"
   npm install --no-audit --no-fund --loglevel=error
 fi
+
+# 6. The IP-to-country database (npm, CC BY 4.0 by the NRO) and its CSV twin, pinned in
+#    package.json with npm's integrity hashes. The files themselves are checked too: a
+#    node_modules that someone edited or half-extracted must not feed the server.
+GEOIP_DIR=node_modules/@ip-location-db
+geoip_sums() {
+  cat <<SUMS
+c5f7c0e9bd6a6ccb5a2e9634764544a0d08bd0bd8788b8aedfac87bea184c652  $GEOIP_DIR/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb
+f08438247ce315e7f2aafe72b487ad103204c95d91e866e6c5306659e555496f  $GEOIP_DIR/geo-whois-asn-country/geo-whois-asn-country-ipv4.csv
+f06aa7d51b1d3b38c67d2216bd7bb003744aed7b5173d86d728ca466fb57728b  $GEOIP_DIR/geo-whois-asn-country/geo-whois-asn-country-ipv6.csv
+SUMS
+}
+if ! geoip_sums | sha256sum --quiet --status -c - 2>/dev/null; then
+  log "IP database missing or altered: reinstalling it"
+  rm -rf "$GEOIP_DIR"
+  npm install --no-audit --no-fund --loglevel=error
+  geoip_sums | sha256sum --quiet -c -
+fi

@@ -200,6 +200,7 @@ mod state_machine {
             ice_servers: vec![],
             online: OnlineCounts { count: 2, chatting: 0 },
             relay: false,
+            country: None,
         }
     }
 

@@ -97,6 +97,12 @@ pub enum ServerMsg {
         /// a relay-only ("hide my IP") connection can work. An addition to version 1.
         #[serde(default)]
         relay: bool,
+        /// The country (ISO 3166-1 alpha-2) of this connection's address, when the
+        /// server's IP database knows it: "only strangers from my country" then means
+        /// this one. Sent to this client only, never to a stranger. Absent when
+        /// unknown. An addition to version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        country: Option<String>,
     },
     /// Waiting for a partner.
     Queued { mode: Mode },

@@ -134,6 +134,7 @@ fn server_messages_have_the_documented_shapes() {
             ],
             online: OnlineCounts { count: 3, chatting: 2 },
             relay: false,
+            country: None,
         },
         &format!(
             r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":false,
@@ -146,7 +147,14 @@ fn server_messages_have_the_documented_shapes() {
     let old = format!(
         r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":true,"ice_servers":[],"online":{{"count":1,"chatting":0}}}}"#
     );
-    assert!(matches!(ServerMsg::from_json(&old).unwrap(), ServerMsg::Welcome { relay: false, resumed: true, .. }));
+    assert!(matches!(
+        ServerMsg::from_json(&old).unwrap(),
+        ServerMsg::Welcome { relay: false, resumed: true, country: None, .. }
+    ));
+    // With a known country, `welcome` names it.
+    let known = ServerMsg::from_json(&old.replace(r#""resumed":true"#, r#""resumed":true,"country":"DE""#)).unwrap();
+    assert!(matches!(known, ServerMsg::Welcome { country: Some(ref c), .. } if c == "DE"), "{known:?}");
+    assert!(known.to_json().contains(r#""country":"DE""#));
     server_golden(ServerMsg::Queued { mode: Mode::Text }, r#"{"type":"queued","mode":"text"}"#);
     server_golden(
         ServerMsg::Matched {

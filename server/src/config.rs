@@ -163,6 +163,14 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_METRICS_BIND", default_value = "127.0.0.1:9187", value_parser = metrics_bind)]
     pub metrics_bind: MetricsBind,
 
+    /// IP database (MaxMind format, with a `country_code` per range) that gives each
+    /// connection's country: "only strangers from my country" then uses it, and the
+    /// user's pick only for addresses it does not know. Read again on SIGHUP. Without
+    /// it the user's pick is all there is. `scripts/install.sh` fetches one into
+    /// node_modules/@ip-location-db/geo-whois-asn-country-mmdb/.
+    #[arg(long, env = "LETSMEET_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
     /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
     /// small and idle sockets dominate memory; larger messages are read in several steps.
     #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 1024)]

@@ -9,6 +9,7 @@
 //! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
 //! - [`ws`]: per-socket checks, reader and writer tasks.
 //! - [`ice`]: STUN/TURN servers and TURN REST credentials.
+//! - [`geo`]: the country of a connection's address, from an offline IP database.
 //! - [`hub`]: sessions, matches and relay: a sans-IO core, its backend seam, a tokio shell.
 //! - [`limits`]: connection caps.
 //! - [`metrics`]: Prometheus metric names and handles.
@@ -18,6 +19,7 @@
 
 pub mod accept;
 pub mod config;
+pub mod geo;
 pub mod hub;
 pub mod ice;
 pub mod limits;
@@ -47,6 +49,36 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Reads the IP database again on every SIGHUP until the server stops.
+async fn reload_on_hangup(geo: geo::Geo, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => return tracing::warn!("cannot listen for SIGHUP, the IP database will not reload: {e}"),
+        };
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => return,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    match geo.reload() {
+                        Ok(()) => tracing::info!("SIGHUP: IP database reloaded"),
+                        Err(e) => tracing::error!("SIGHUP: {e:#}; keeping the database in use"),
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (geo, stopping.wait_for(|s| *s).await);
+    }
+}
+
 /// A running server's parts that the caller may need (tests read the hub).
 #[derive(Clone, Debug)]
 pub struct Running {
@@ -54,6 +86,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where `/metrics` is served, unless `--metrics-bind off`.
     pub metrics_addr: Option<SocketAddr>,
+    /// The IP database lookup every connection goes through.
+    pub geo: geo::Geo,
 }
 
 /// Serves on `listener` until `shutdown` completes, then tells every client to
@@ -71,8 +105,11 @@ pub async fn serve(
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
-    on_start(Running { hub: state.hub.clone(), addr, metrics_addr });
+    on_start(Running { hub: state.hub.clone(), addr, metrics_addr, geo: state.geo.clone() });
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    if config.geoip_db.is_some() {
+        tokio::spawn(reload_on_hangup(state.geo.clone(), stopping.clone()));
+    }
     if let Some(listener) = metrics {
         let mut stopping = stopping.clone();
         let router = site::metrics_router(state.clone());

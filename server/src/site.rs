@@ -2,6 +2,7 @@
 //! `/healthz` and `/ws`; and `/metrics`, on its own listener.
 
 use crate::Config;
+use crate::geo::Geo;
 use crate::hub::{HubConfig, HubHandle};
 use crate::limits::ConnLimits;
 use crate::metrics as m;
@@ -47,12 +48,20 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
     config.validate()?;
     let options = leptos_options(config)?;
     crate::metrics::install();
+    let geo = match &config.geoip_db {
+        Some(path) => Geo::open(path)?,
+        None => {
+            tracing::info!("no --geoip-db: same-country matching uses the country each user picks");
+            Geo::none()
+        }
+    };
     let ws_state = WsState {
         hub: HubHandle::start(HubConfig::from(config)),
         limits: ConnLimits::new(config.max_conn_per_ip, config.max_connections),
         settings: Arc::new(WsSettings::from(config)),
         next_id: Arc::new(AtomicU64::new(0)),
         tasks: TaskTracker::new(),
+        geo,
     };
 
     let api = Router::new().route("/ws", get(ws::handler)).route("/healthz", get(healthz)).with_state(ws_state.clone());

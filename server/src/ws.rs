@@ -6,6 +6,7 @@
 //! bounded outbox and pings; a client that does not read fills the outbox and is
 //! closed rather than buffered without bound.
 
+use crate::geo::Geo;
 use crate::hub::conn::{Conn, Kill, Outbound};
 use crate::hub::{ConnId, Frame, HubHandle, Input};
 use crate::limits::{ConnLimits, LimitError};
@@ -47,6 +48,8 @@ pub struct WsState {
     pub next_id: Arc<AtomicU64>,
     /// Socket tasks, so shutdown can wait for their close frames to go out.
     pub tasks: TaskTracker,
+    /// The country of each connection's address.
+    pub geo: Geo,
 }
 
 /// Per-socket settings (from the server configuration).
@@ -131,6 +134,7 @@ pub async fn handler(
         Some(_) => Greeting::Hello,
         None => Greeting::Now(query.resume.as_deref().and_then(ResumeToken::parse)),
     };
+    let country = locate(&state.geo, peer.ip());
     let s = &state.settings;
     let tasks = state.tasks.clone();
     upgrade
@@ -141,16 +145,28 @@ pub async fn handler(
         .max_frame_size(s.max_frame_bytes)
         .on_upgrade(move |socket: WebSocket| {
             tasks.track_future(async move {
-                serve_socket(socket, ip, greeting, state).await;
+                serve_socket(socket, ip, country, greeting, state).await;
                 drop(permit);
             })
         })
 }
 
+/// The country of a connection from `ip` (its full address, not the per-address key),
+/// counted in the metrics when a database is in use.
+fn locate(geo: &Geo, ip: IpAddr) -> Option<String> {
+    if !geo.enabled() {
+        return None;
+    }
+    let country = geo.country(ip);
+    metrics::counter!(crate::metrics::GEOIP_LOOKUPS, "found" => if country.is_some() { "yes" } else { "no" })
+        .increment(1);
+    country
+}
+
 /// Runs one socket until it closes: one task reads, writes and pings, so a message
 /// for this socket wakes nothing but this task. Generic over the transport so it can
 /// be driven by anything that speaks axum's `Message`.
-pub async fn serve_socket<S>(mut socket: S, ip: IpAddr, greeting: Greeting, state: WsState)
+pub async fn serve_socket<S>(mut socket: S, ip: IpAddr, country: Option<String>, greeting: Greeting, state: WsState)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
 {
@@ -172,7 +188,7 @@ where
     let id = ConnId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let queued = Arc::new(AtomicUsize::new(0));
     let conn = Conn::new(id, ip, tx, kill.clone(), queued.clone(), settings.outbox_bytes);
-    if state.hub.connect(conn.clone(), resume).is_err() {
+    if state.hub.connect(conn.clone(), country, resume).is_err() {
         let _ = send_close(&mut socket, close::SERVICE_RESTART, "server restarting").await;
         return;
     }

@@ -7,18 +7,10 @@ mod common;
 use common::*;
 use futures_util::SinkExt;
 use protocol::{ClientMsg, Mode, ServerMsg, close};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A TCP connection to `to` from the loopback address `from`.
-async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((from, 0))).unwrap();
-    socket.connect(to).await.unwrap()
-}
 
 /// Reads until the server closes the connection; how long that took, or `None` if it
 /// was still open after `within`.
@@ -60,7 +52,7 @@ async fn a_thousand_half_open_sockets_from_one_address_do_not_keep_a_new_user_ou
     let server = TestServer::start(cfg).await;
     let mut attackers = Vec::new();
     for _ in 0..1000 {
-        let Ok(mut s) = tokio::time::timeout(Duration::from_secs(2), connect_from([127, 0, 0, 1], server.addr)).await
+        let Ok(mut s) = tokio::time::timeout(Duration::from_secs(2), tcp_from([127, 0, 0, 1], server.addr)).await
         else {
             continue;
         };
@@ -69,7 +61,7 @@ async fn a_thousand_half_open_sockets_from_one_address_do_not_keep_a_new_user_ou
     }
     // A new visitor from another address loads the page at once.
     let start = Instant::now();
-    let mut user = connect_from([127, 0, 0, 2], server.addr).await;
+    let mut user = tcp_from([127, 0, 0, 2], server.addr).await;
     user.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut page = String::new();
     tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut page)).await.unwrap().unwrap();

@@ -29,6 +29,8 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seat {
     pub country: Option<String>,
+    /// It insisted on a partner from its own country.
+    pub same_country: bool,
     pub ip: IpAddr,
 }
 
@@ -255,7 +257,8 @@ impl MemoryMatchmaking {
 impl Matchmaking for MemoryMatchmaking {
     fn submit(&mut self, entry: Entry, now: Millis) {
         let Entry { ticket, since, ip } = entry;
-        self.seats.insert(ticket.session, Seat { country: ticket.country.clone(), ip });
+        self.seats
+            .insert(ticket.session, Seat { country: ticket.country.clone(), same_country: ticket.same_country, ip });
         let pairs = self.matcher.insert(ticket, since, now);
         self.take(pairs);
     }

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 #[derive(Debug)]
 pub enum Input {
     /// A socket opened (its `welcome` follows once the directory has answered).
-    Connect { conn: ConnId, ip: IpAddr, resume: Option<ResumeToken> },
+    /// `country` is its address's country, when the IP database knows it.
+    Connect { conn: ConnId, ip: IpAddr, country: Option<String>, resume: Option<ResumeToken> },
     /// A validated message that changes the sender's state.
     Command { conn: ConnId, cmd: Command },
     /// A per-match message, already serialized as the frame the peer receives.

@@ -71,7 +71,9 @@ pub fn ticket(sid: SessionId, session: &mut Session, now: Millis) -> Ticket {
         session: sid,
         mode: prefs.mode,
         interests: prefs.interests.clone(),
-        country: prefs.country.clone(),
+        // The connection's country, when known, is the one that counts: the pick in
+        // the preferences is only a fallback for addresses the database does not know.
+        country: session.country.clone().or_else(|| prefs.country.clone()),
         same_country: prefs.same_country,
         avoid: session.avoid.clone(),
     }

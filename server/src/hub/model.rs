@@ -100,6 +100,10 @@ pub struct Session {
     pub conn: Option<ConnId>,
     /// Address of the last socket.
     pub ip: IpAddr,
+    /// The country of that address, when the IP database knows it. It overrides the
+    /// country in the preferences for matching, and is never told to a stranger
+    /// unless both insisted on meeting their own country.
+    pub country: Option<String>,
     /// When the grace period ends, while the socket is down.
     pub grace_until: Option<Millis>,
     /// The last accepted preferences (`next` reuses them).
@@ -133,6 +137,7 @@ impl Session {
             token,
             conn: Some(conn),
             ip,
+            country: None,
             grace_until: None,
             prefs: None,
             state: State::Idle,

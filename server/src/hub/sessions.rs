@@ -21,8 +21,9 @@ pub struct Attached {
 pub struct Sessions {
     by_id: HashMap<SessionId, Session>,
     by_conn: HashMap<ConnId, SessionId>,
-    /// Sockets opened and not yet welcomed: the directory has not answered.
-    pending: HashMap<ConnId, IpAddr>,
+    /// Sockets opened and not yet welcomed (the directory has not answered): their
+    /// address and its country.
+    pending: HashMap<ConnId, (IpAddr, Option<String>)>,
     /// Grace periods, soonest first.
     grace: BTreeSet<(Millis, SessionId)>,
     /// Per address, its sessions within their grace period in the order they went
@@ -49,12 +50,12 @@ impl Sessions {
     }
 
     /// A socket opened; it waits for the directory's answer.
-    pub fn open(&mut self, conn: ConnId, ip: IpAddr) {
-        self.pending.insert(conn, ip);
+    pub fn open(&mut self, conn: ConnId, ip: IpAddr, country: Option<String>) {
+        self.pending.insert(conn, (ip, country));
     }
 
-    /// The waiting socket `conn` (gone if it closed meanwhile).
-    pub fn take_pending(&mut self, conn: ConnId) -> Option<IpAddr> {
+    /// The waiting socket `conn` (gone if it closed meanwhile): its address and country.
+    pub fn take_pending(&mut self, conn: ConnId) -> Option<(IpAddr, Option<String>)> {
         self.pending.remove(&conn)
     }
 

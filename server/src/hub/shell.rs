@@ -114,11 +114,12 @@ impl HubHandle {
     }
 
     /// A socket opened: registers it and starts its session (or resumes one).
-    pub fn connect(&self, conn: Conn, resume: Option<ResumeToken>) -> Result<(), HubGone> {
+    /// `country` is its address's country, when the IP database knows it.
+    pub fn connect(&self, conn: Conn, country: Option<String>, resume: Option<ResumeToken>) -> Result<(), HubGone> {
         let (id, ip) = (conn.id, conn.ip);
         self.step(move |st, now| {
             st.conns.insert(id, conn);
-            st.node.handle(Input::Connect { conn: id, ip, resume }, now, &mut st.out);
+            st.node.handle(Input::Connect { conn: id, ip, country, resume }, now, &mut st.out);
         })
         .map(drop)
     }

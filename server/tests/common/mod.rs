@@ -44,6 +44,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub hub: HubHandle,
+    pub geo: server::geo::Geo,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -64,7 +65,14 @@ impl TestServer {
             },
         ));
         let running = started.await.expect("the server starts");
-        Self { addr: running.addr, metrics_addr: running.metrics_addr, hub: running.hub, stop: Some(stop), task }
+        Self {
+            addr: running.addr,
+            metrics_addr: running.metrics_addr,
+            hub: running.hub,
+            geo: running.geo,
+            stop: Some(stop),
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -122,6 +130,13 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A TCP connection to `to` from the loopback address `from`.
+pub async fn tcp_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).expect("bind a loopback source address");
+    socket.connect(to).await.expect("connect")
+}
+
 /// A protocol client that has received its `welcome`.
 pub struct Client {
     pub ws: Ws,
@@ -134,6 +149,17 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket upgrade succeeds");
+        Self::after_upgrade(ws).await
+    }
+
+    /// Connects from the loopback address `from` (any of 127.0.0.0/8), so the server
+    /// sees a different client address.
+    pub async fn connect_from(from: [u8; 4], server: SocketAddr) -> Self {
+        let stream = tcp_from(from, server).await;
+        let url = format!("ws://{server}/ws");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("the WebSocket upgrade succeeds");
         Self::after_upgrade(ws).await
     }
 

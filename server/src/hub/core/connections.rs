@@ -10,7 +10,7 @@ use protocol::{ErrorCode, LeftReason, ResumeToken, ServerMsg, SessionId, close};
 impl HubCore {
     /// The directory answered for a new socket: resume its session or start one.
     pub(super) fn resolved(&mut self, r: Resolved) {
-        let Some(ip) = self.sessions.take_pending(r.conn) else {
+        let Some((ip, country)) = self.sessions.take_pending(r.conn) else {
             return; // closed before its welcome
         };
         let (now, rate, cap) = (self.now, self.config.resume_rate, self.config.max_sessions_per_ip);
@@ -35,6 +35,9 @@ impl HubCore {
                 self.expire(oldest);
             }
             self.attach(sid, r.conn, ip);
+            if let Some(session) = self.sessions.get_mut(sid) {
+                session.country = country;
+            }
             self.welcome(sid, true);
             self.restore(sid);
             return;
@@ -46,7 +49,9 @@ impl HubCore {
         }
         let sid = SessionId(self.ids.next_id());
         let token = ResumeToken(self.ids.next_id());
-        self.sessions.insert(sid, Session::new(token, r.conn, ip));
+        let mut session = Session::new(token, r.conn, ip);
+        session.country = country;
+        self.sessions.insert(sid, session);
         self.welcome(sid, false);
     }
 
@@ -59,7 +64,7 @@ impl HubCore {
         if let Some(token) = fresh {
             session.token = token;
         }
-        let (token, ip) = (session.token.clone(), session.ip);
+        let (token, ip, country) = (session.token.clone(), session.ip, session.country.clone());
         self.request(Request::Register { session: sid, token: token.clone(), ip });
         let welcome = ServerMsg::Welcome {
             protocol: protocol::PROTOCOL_VERSION,
@@ -70,6 +75,7 @@ impl HubCore {
             ice_servers: self.config.ice.stun_servers(),
             online: self.online_counts(),
             relay: self.config.ice.has_turn(),
+            country,
         };
         self.send(sid, &welcome);
     }

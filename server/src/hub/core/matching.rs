@@ -24,14 +24,17 @@ impl HubCore {
         let Paired { pair, first, second } = p;
         let id = MatchId(self.ids.next_id());
         let common = pair.common_interests;
+        // A country is told only to those who both insisted on their own (then it is
+        // the same for both): nobody else learns where a stranger connects from.
+        let country = (first.same_country && second.same_country).then_some(first.country).flatten();
         let to_second = Started {
             role: Role::Answerer,
             common_interests: common.clone(),
-            peer_country: first.country,
+            peer_country: country.clone(),
             peer_ip: first.ip,
         };
         let to_first =
-            Started { role: Role::Offerer, common_interests: common, peer_country: second.country, peer_ip: second.ip };
+            Started { role: Role::Offerer, common_interests: common, peer_country: country, peer_ip: second.ip };
         self.metric(Metric::MatchStarted(pair.mode));
         tracing::debug!(match_id = %id, mode = pair.mode.as_str(), "matched");
         // The second hears of the match before anything the first side may say about

@@ -117,8 +117,8 @@ impl HubCore {
     pub fn handle(&mut self, input: Input, now: Millis) {
         self.now = self.now.max(now);
         match input {
-            Input::Connect { conn, ip, resume } => {
-                self.sessions.open(conn, ip);
+            Input::Connect { conn, ip, country, resume } => {
+                self.sessions.open(conn, ip, country);
                 self.request(Request::Resolve { conn, ip, token: resume });
             }
             Input::Command { conn, cmd } => {

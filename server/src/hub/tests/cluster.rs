@@ -163,7 +163,7 @@ impl Pairing {
     fn connect(&mut self, n: usize) -> ConnId {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.input(n, Input::Connect { conn, ip: ip(n as u8 + 1), resume: None });
+        self.input(n, Input::Connect { conn, ip: ip(n as u8 + 1), country: None, resume: None });
         assert!(matches!(self.take(conn)[..], [ServerMsg::Welcome { .. }]));
         conn
     }

@@ -113,7 +113,7 @@ fn a_resume_does_not_refill_the_message_budget_and_resumes_are_rationed() {
         h.drop_conn(&conn);
         h.next_conn += 1;
         let next_conn = ConnId(h.next_conn);
-        h.input(Input::Connect { conn: next_conn, ip: ip(1), resume: Some(token.clone()) });
+        h.input(Input::Connect { conn: next_conn, ip: ip(1), country: None, resume: Some(token.clone()) });
         if let Some(code) = h.closed.get(&next_conn) {
             assert_eq!(*code, close::POLICY);
             refused += 1;

@@ -62,22 +62,80 @@ fn a_shared_interest_beats_a_longer_wait() {
     h.silent(&early);
 }
 
+fn in_country(c: &str, same: bool) -> Preferences {
+    Preferences { country: Some(c.into()), same_country: same, ..Preferences::new(Mode::Video) }
+}
+
 #[test]
-fn same_country_only_meets_the_same_country_and_both_learn_it() {
+fn same_country_only_meets_the_same_country() {
     let mut h = Harness::defaults();
     let (de, fr, de2) = (h.connect(), h.connect(), h.connect());
-    let prefs =
-        |c: &str, same| Preferences { country: Some(c.into()), same_country: same, ..Preferences::new(Mode::Video) };
-    h.join(&de, prefs("DE", true));
-    h.join(&fr, prefs("FR", false));
+    h.join(&de, in_country("DE", true));
+    h.join(&fr, in_country("FR", false));
     h.advance(600_000);
     h.silent(&de);
-    h.join(&de2, prefs("DE", false));
+    h.join(&de2, in_country("DE", false));
+    // Only one of them insisted: neither is told the other's country.
     let ServerMsg::Matched { peer_country, .. } = h.recv(de.conn) else { panic!() };
-    assert_eq!(peer_country.as_deref(), Some("DE"));
+    assert_eq!(peer_country, None);
     let ServerMsg::Matched { peer_country, .. } = h.recv(de2.conn) else { panic!() };
-    assert_eq!(peer_country.as_deref(), Some("DE"));
+    assert_eq!(peer_country, None);
     h.silent(&fr);
+}
+
+#[test]
+fn both_learn_the_country_only_when_both_insisted_on_it() {
+    let mut h = Harness::defaults();
+    let (a, b) = (h.connect(), h.connect());
+    h.join(&a, in_country("DE", true));
+    h.join(&b, in_country("DE", true));
+    let ServerMsg::Matched { peer_country, .. } = h.recv(a.conn) else { panic!() };
+    assert_eq!(peer_country.as_deref(), Some("DE"));
+    let ServerMsg::Matched { peer_country, .. } = h.recv(b.conn) else { panic!() };
+    assert_eq!(peer_country.as_deref(), Some("DE"));
+}
+
+#[test]
+fn the_connections_country_overrides_the_pick_under_same_country() {
+    let mut h = Harness::defaults();
+    // Both pick Germany, but their addresses say Germany and France.
+    let de = h.connect_in(ip(1), Some("DE"));
+    let fr = h.connect_in(ip(2), Some("FR"));
+    h.join(&de, in_country("DE", true));
+    h.join(&fr, in_country("DE", true));
+    h.advance(600_000);
+    h.silent(&de);
+    h.silent(&fr);
+    assert_eq!(h.stats().waiting, 2);
+    // Without the insistence, the same two meet at once.
+    h.join(&de, in_country("DE", false));
+    h.join(&fr, in_country("DE", false));
+    let (id, _, _) = h.matched(&de);
+    assert_eq!(h.matched(&fr).0, id);
+}
+
+#[test]
+fn an_address_the_database_does_not_know_falls_back_to_the_pick() {
+    let mut h = Harness::defaults();
+    let private = h.connect_in("10.0.0.7".parse().unwrap(), None);
+    let de = h.connect_in(ip(2), Some("DE"));
+    let fr = h.connect_in(ip(3), Some("FR"));
+    h.join(&fr, in_country("FR", true));
+    h.join(&private, in_country("DE", true));
+    h.silent(&private);
+    h.join(&de, in_country("DE", true));
+    let (id, _, _) = h.matched(&private);
+    assert_eq!(h.matched(&de).0, id);
+    h.silent(&fr);
+}
+
+#[test]
+fn welcome_names_the_connections_country_to_that_client_only() {
+    let mut h = Harness::defaults();
+    let (_, welcome) = h.open_in(ip(1), Some("DE"), None);
+    assert!(matches!(welcome, ServerMsg::Welcome { country: Some(ref c), .. } if c == "DE"), "{welcome:?}");
+    let (_, welcome) = h.open_in(ip(2), None, None);
+    assert!(matches!(welcome, ServerMsg::Welcome { country: None, .. }), "{welcome:?}");
 }
 
 #[test]
@@ -193,7 +251,7 @@ fn a_pair_for_a_side_that_stopped_meanwhile_ends_on_both_sides() {
     h.join_video(&waiting);
     let pair =
         matcher::Pair { first: gone.session, second: waiting.session, mode: Mode::Video, common_interests: vec![] };
-    let seat = |n| Seat { country: None, ip: ip(n) };
+    let seat = |n| Seat { country: None, same_country: false, ip: ip(n) };
     h.input(Input::Backend(Event::Paired(Paired { pair, first: seat(1), second: seat(1) })));
     h.silent(&gone);
     // `matched` then `peer_left`, in that order: never a match with nobody on the other side.

@@ -114,14 +114,24 @@ impl Harness {
     }
 
     fn open(&mut self, from: IpAddr, resume: Option<&ResumeToken>) -> (ConnId, ServerMsg) {
+        self.open_in(from, None, resume)
+    }
+
+    /// Opens a socket from `from`, whose country the IP database says is `country`.
+    fn open_in(&mut self, from: IpAddr, country: Option<&str>, resume: Option<&ResumeToken>) -> (ConnId, ServerMsg) {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.input(Input::Connect { conn, ip: from, resume: resume.cloned() });
+        self.input(Input::Connect { conn, ip: from, country: country.map(String::from), resume: resume.cloned() });
         (conn, self.first(conn))
     }
 
     fn connect_from(&mut self, from: IpAddr) -> Client {
-        let (conn, welcome) = self.open(from, None);
+        self.connect_in(from, None)
+    }
+
+    /// A new session from `from`, located in `country` by the IP database.
+    fn connect_in(&mut self, from: IpAddr, country: Option<&str>) -> Client {
+        let (conn, welcome) = self.open_in(from, country, None);
         let ServerMsg::Welcome { session_id, resume_token, resumed: false, .. } = welcome else {
             panic!("expected a new session's welcome, got {welcome:?}")
         };
