@@ -23,14 +23,20 @@ pub struct Entry {
     pub since: Millis,
     /// The session's address, passed on to its partner's side for reports.
     pub ip: IpAddr,
+    /// The country its partner may be told: the user's own pick, when the IP database
+    /// does not know the address. A country from the database is never told.
+    pub declared: Option<String>,
 }
 
 /// What one side of a pair brings to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seat {
+    /// Its country for matching: the connection's, else the user's pick.
     pub country: Option<String>,
     /// It insisted on a partner from its own country.
     pub same_country: bool,
+    /// See [`Entry::declared`].
+    pub declared: Option<String>,
     pub ip: IpAddr,
 }
 
@@ -256,9 +262,9 @@ impl MemoryMatchmaking {
 
 impl Matchmaking for MemoryMatchmaking {
     fn submit(&mut self, entry: Entry, now: Millis) {
-        let Entry { ticket, since, ip } = entry;
-        self.seats
-            .insert(ticket.session, Seat { country: ticket.country.clone(), same_country: ticket.same_country, ip });
+        let Entry { ticket, since, ip, declared } = entry;
+        let seat = Seat { country: ticket.country.clone(), same_country: ticket.same_country, declared, ip };
+        self.seats.insert(ticket.session, seat);
         let pairs = self.matcher.insert(ticket, since, now);
         self.take(pairs);
     }

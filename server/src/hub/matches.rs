@@ -79,6 +79,15 @@ pub fn ticket(sid: SessionId, session: &mut Session, now: Millis) -> Ticket {
     }
 }
 
+/// The country a queued session's partner may be told: the user's own pick, unless
+/// the IP database knows the connection's (which is never told).
+pub fn declared_country(session: &Session) -> Option<String> {
+    match session.country {
+        Some(_) => None,
+        None => session.prefs.as_ref().and_then(|p| p.country.clone()),
+    }
+}
+
 /// Records that `peer` is to be avoided until `until` (forever when `None`), keeping
 /// the stronger of an existing entry and this one. At `limit` entries the one that
 /// ends first makes room; blocks are kept over cooldowns.

@@ -1,7 +1,7 @@
 //! Tickets in, pairs out: starting and ending matches, one side at a time.
 
 use super::HubCore;
-use crate::hub::backend::{Entry, Paired, Request};
+use crate::hub::backend::{Entry, Paired, Request, Seat};
 use crate::hub::io::{Ended, Metric};
 use crate::hub::matches;
 use crate::hub::model::{Body, Parting, Started};
@@ -15,7 +15,8 @@ impl HubCore {
         let session = self.sessions.get_mut(sid).expect("submitting a session of this node");
         let ticket = matches::ticket(sid, session, now);
         let ip = session.ip;
-        self.request(Request::Submit(Entry { ticket, since, ip }));
+        let declared = matches::declared_country(session);
+        self.request(Request::Submit(Entry { ticket, since, ip, declared }));
     }
 
     /// Matchmaking paired two tickets: the first side starts here and tells the
@@ -24,17 +25,20 @@ impl HubCore {
         let Paired { pair, first, second } = p;
         let id = MatchId(self.ids.next_id());
         let common = pair.common_interests;
-        // A country is told only to those who both insisted on their own (then it is
-        // the same for both): nobody else learns where a stranger connects from.
-        let country = (first.same_country && second.same_country).then_some(first.country).flatten();
+        // Two who both insisted on their own country learn it (it is the same for
+        // both). Otherwise each learns only what the other declared: a country from
+        // the IP database says where someone connects from, and is never told.
+        let both = first.same_country && second.same_country;
+        let told = |seat: &Seat| if both { seat.country.clone() } else { seat.declared.clone() };
+        let (first_country, second_country) = (told(&first), told(&second));
         let to_second = Started {
             role: Role::Answerer,
             common_interests: common.clone(),
-            peer_country: country.clone(),
+            peer_country: first_country,
             peer_ip: first.ip,
         };
         let to_first =
-            Started { role: Role::Offerer, common_interests: common, peer_country: country, peer_ip: second.ip };
+            Started { role: Role::Offerer, common_interests: common, peer_country: second_country, peer_ip: second.ip };
         self.metric(Metric::MatchStarted(pair.mode));
         tracing::debug!(match_id = %id, mode = pair.mode.as_str(), "matched");
         // The second hears of the match before anything the first side may say about

@@ -75,12 +75,31 @@ fn same_country_only_meets_the_same_country() {
     h.advance(600_000);
     h.silent(&de);
     h.join(&de2, in_country("DE", false));
-    // Only one of them insisted: neither is told the other's country.
+    // Each learns the country the other picked (the IP database knows neither).
     let ServerMsg::Matched { peer_country, .. } = h.recv(de.conn) else { panic!() };
-    assert_eq!(peer_country, None);
+    assert_eq!(peer_country.as_deref(), Some("DE"));
     let ServerMsg::Matched { peer_country, .. } = h.recv(de2.conn) else { panic!() };
-    assert_eq!(peer_country, None);
+    assert_eq!(peer_country.as_deref(), Some("DE"));
     h.silent(&fr);
+}
+
+#[test]
+fn a_country_from_the_ip_database_is_told_only_when_both_insisted() {
+    let mut h = Harness::defaults();
+    let (a, b) = (h.connect_in(ip(1), Some("DE")), h.connect_in(ip(2), Some("FR")));
+    h.join(&a, in_country("DE", false));
+    h.join(&b, Preferences::new(Mode::Video));
+    let ServerMsg::Matched { peer_country, .. } = h.recv(a.conn) else { panic!() };
+    assert_eq!(peer_country, None, "b's country came from its address");
+    let ServerMsg::Matched { peer_country, .. } = h.recv(b.conn) else { panic!() };
+    assert_eq!(peer_country, None, "a picked DE, but its address says so too: not told");
+    let (c, d) = (h.connect_in(ip(3), Some("FR")), h.connect_in(ip(4), Some("FR")));
+    h.join(&c, in_country("FR", true));
+    h.join(&d, in_country("FR", true));
+    let ServerMsg::Matched { peer_country, .. } = h.recv(c.conn) else { panic!() };
+    assert_eq!(peer_country.as_deref(), Some("FR"));
+    let ServerMsg::Matched { peer_country, .. } = h.recv(d.conn) else { panic!() };
+    assert_eq!(peer_country.as_deref(), Some("FR"));
 }
 
 #[test]
@@ -251,7 +270,7 @@ fn a_pair_for_a_side_that_stopped_meanwhile_ends_on_both_sides() {
     h.join_video(&waiting);
     let pair =
         matcher::Pair { first: gone.session, second: waiting.session, mode: Mode::Video, common_interests: vec![] };
-    let seat = |n| Seat { country: None, same_country: false, ip: ip(n) };
+    let seat = |n| Seat { country: None, same_country: false, declared: None, ip: ip(n) };
     h.input(Input::Backend(Event::Paired(Paired { pair, first: seat(1), second: seat(1) })));
     h.silent(&gone);
     // `matched` then `peer_left`, in that order: never a match with nobody on the other side.
