@@ -1,9 +1,12 @@
 # The two commands. Both install whatever is missing first (scripts/install.sh).
 .PHONY: run test install
 
+# The IP-to-country database that scripts/install.sh fetches (override with LETSMEET_GEOIP_DB).
+GEOIP_DB ?= node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb
+
 ## Serve the app on its embedded default: one node, in memory, http://127.0.0.1:3000
 run: install
-	cargo leptos serve --release
+	LETSMEET_GEOIP_DB="$${LETSMEET_GEOIP_DB:-$(GEOIP_DB)}" cargo leptos serve --release
 
 ## Run every check and test (what CI runs)
 test:

@@ -2,14 +2,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startServer } from './lib/server.mjs';
+import { startServer, root } from './lib/server.mjs';
 import { launch, openHydrated, resultsDir } from './lib/browser.mjs';
 
 let server;
 let browser;
 
 before(async () => {
-  server = await startServer();
+  // With the real IP database: loopback has no country in it, so the page offers the
+  // list unless a test says otherwise.
+  const db = path.join(root, 'node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb');
+  server = await startServer({ args: ['--geoip-db', db] });
   browser = await launch();
 });
 
@@ -67,6 +70,49 @@ test('a narrow phone screen renders without horizontal scrolling', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
   await page.screenshot({ path: path.join(resultsDir, 'landing-mobile.png'), fullPage: true });
+  assert.deepEqual(browser.problems, []);
+});
+
+test('same country: the list when the connection\'s country is unknown, the country itself when it is known', async () => {
+  const page = await browser.newPage();
+  await openHydrated(page, server.url);
+  await page.waitForFunction(() => document.querySelector('[data-testid="online"]')?.dataset.count !== undefined);
+  assert.equal((await page.textContent('[data-testid="same-country-label"]')).trim(), 'Only strangers from my country');
+  await page.check('#same-country');
+  assert.equal(await page.isVisible('#country'), true, 'loopback is not in the database: the user picks');
+  await page.close();
+
+  // A connection the database places in Germany (loopback stands in for it: the
+  // server's welcome is given the country it would carry).
+  const sent = [];
+  const abroad = await browser.context.newPage();
+  await abroad.routeWebSocket(/\/ws/, (ws) => {
+    const upstream = ws.connectToServer();
+    upstream.onMessage((text) => {
+      const msg = JSON.parse(text);
+      if (msg.type === 'welcome') msg.country = 'DE';
+      ws.send(JSON.stringify(msg));
+    });
+    ws.onMessage((text) => { sent.push(JSON.parse(text)); upstream.send(text); });
+  });
+  await openHydrated(abroad, server.url);
+  await abroad.waitForFunction(() => /from your connection/.test(document.querySelector('[data-testid="same-country-label"]').textContent));
+  assert.equal(
+    (await abroad.textContent('[data-testid="same-country-label"]')).trim(),
+    'Only strangers from my country (Germany, from your connection)',
+  );
+  await abroad.check('#same-country');
+  assert.equal(await abroad.isVisible('#country'), false, 'no list when the country is known');
+  await abroad.screenshot({ path: path.join(resultsDir, 'landing-country.png'), fullPage: true });
+  await abroad.click('label[for="mode-text"]');
+  await abroad.check('#terms');
+  await abroad.click('[data-testid="start"]');
+  await abroad.waitForURL(/\/chat$/);
+  const deadline = Date.now() + 5_000;
+  while (!sent.some((m) => m.type === 'join') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const join = sent.find((m) => m.type === 'join');
+  assert.deepEqual([join?.country, join?.same_country], ['DE', true], JSON.stringify(join));
+  await abroad.close();
   assert.deepEqual(browser.problems, []);
 });
 

@@ -10,11 +10,13 @@
 //! - [`engine`]: the client engine: connection state shared through context, and
 //!   (in the browser) the signaling socket that feeds it.
 //! - [`interests`]: the interest list rules shared by the inputs and their tests.
+//! - [`country`]: country names, and the browser's guess at one.
 
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
 
 pub mod components;
+pub mod country;
 pub mod engine;
 pub mod interests;
 pub mod pages;

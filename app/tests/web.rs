@@ -267,6 +267,44 @@ mod state_machine {
     }
 
     #[wasm_bindgen_test]
+    fn the_connections_country_comes_from_welcome_and_both_from_needs_both_to_insist() {
+        let e = engine();
+        let ServerMsg::Welcome { protocol, session_id, resume_token, resumed, ice_servers, online, relay, .. } =
+            welcome(false)
+        else {
+            unreachable!()
+        };
+        let country = Some("DE".to_string());
+        e.apply(ServerMsg::Welcome {
+            protocol,
+            session_id,
+            resume_token,
+            resumed,
+            ice_servers,
+            online,
+            relay,
+            country,
+        });
+        assert_eq!(e.connection_country().get_untracked().as_deref(), Some("DE"));
+        let with_country = |id, country: &str| match matched(id, &[]) {
+            ServerMsg::Matched { peer_country: _, match_id, role, common_interests, ice_servers, generation } => {
+                let peer_country = Some(country.to_string());
+                ServerMsg::Matched { match_id, role, common_interests, peer_country, ice_servers, generation }
+            }
+            _ => unreachable!(),
+        };
+        // The stranger declared a country, but we did not insist on ours: no "both from".
+        e.start(Preferences { country: Some("DE".into()), ..Preferences::new(Mode::Text) });
+        e.apply(with_country(4, "FR"));
+        assert_eq!(texts(&e, Author::System), vec!["You're now chatting with a stranger. Say hi!"]);
+        e.stop();
+        e.start(Preferences { country: Some("DE".into()), same_country: true, ..Preferences::new(Mode::Text) });
+        e.apply(ServerMsg::Queued { mode: Mode::Text });
+        e.apply(with_country(5, "DE"));
+        assert_eq!(texts(&e, Author::System), vec!["You're now chatting with a stranger. You're both from Germany."]);
+    }
+
+    #[wasm_bindgen_test]
     fn losing_the_session_ends_the_chat_and_banned_is_final() {
         let e = engine();
         e.start(Preferences::new(Mode::Text));

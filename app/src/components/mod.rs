@@ -1,10 +1,12 @@
 //! Pieces shared between screens.
 
+mod country;
 mod interests;
 mod mode;
 mod notice;
 mod online;
 
+pub use country::CountryChoice;
 pub use interests::InterestsInput;
 pub use mode::ModePicker;
 pub use notice::Notice;

@@ -63,7 +63,8 @@ pub struct MatchInfo {
     pub role: Role,
     pub mode: Mode,
     pub common_interests: Vec<String>,
-    pub peer_country: Option<String>,
+    /// The country both come from, when both asked for strangers from their own.
+    pub shared_country: Option<String>,
     /// The negotiation generation signals of this peer connection belong to.
     pub generation: u32,
 }
@@ -133,6 +134,8 @@ pub struct Engine {
     pub relay_only: RwSignal<bool>,
     /// Candidate types (host, srflx, relay) the stranger has sent us in this match.
     pub remote_candidate_types: RwSignal<Vec<String>>,
+    /// The country of our connection's address, as the server's IP database says.
+    country: RwSignal<Option<String>>,
     next_seq: StoredValue<u64>,
     /// The match that ended last (report and block still apply to it).
     ended: StoredValue<Option<MatchId>>,
@@ -172,6 +175,7 @@ impl Engine {
             camera_off: RwSignal::new(false),
             relay_only: RwSignal::new(false),
             remote_candidate_types: RwSignal::new(Vec::new()),
+            country: RwSignal::new(None),
             next_seq: StoredValue::new(0),
             ended: StoredValue::new(None),
             stop_sent: StoredValue::new(false),
@@ -205,6 +209,12 @@ impl Engine {
             || self
                 .ice_servers
                 .with(|s| s.iter().flat_map(|s| &s.urls).any(|u| u.starts_with("turn:") || u.starts_with("turns:")))
+    }
+
+    /// The country the server found for our connection's address (from `welcome`),
+    /// if it knows one: "only strangers from my country" means that one.
+    pub fn connection_country(&self) -> Signal<Option<String>> {
+        self.country.into()
     }
 
     /// Whether a chat is under way or being looked for (the chat screen is relevant).
@@ -385,8 +395,9 @@ impl Engine {
     /// Applies a message from the server to the state.
     pub fn apply(self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { online, ice_servers, resumed, relay, .. } => {
+            ServerMsg::Welcome { online, ice_servers, resumed, relay, country, .. } => {
                 self.relay_offered.set(relay);
+                self.country.set(country);
                 self.link.set(Link::Connected);
                 // Let in again: whatever ban there was is over.
                 if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
@@ -410,14 +421,20 @@ impl Engine {
                     self.ice_servers.set(servers);
                 }
                 let mode = self.prefs.get_untracked().map_or(Mode::Text, |p| p.mode);
+                // The server may also name a country the stranger picked without
+                // insisting on it; "both from" only holds when we insisted too.
+                let insisted = self.prefs.get_untracked().is_some_and(|p| p.same_country);
+                let shared_country = peer_country.filter(|_| insisted);
                 let same = self.current.get_untracked().is_some_and(|m| m.id == match_id)
                     || self.ended.get_value() == Some(match_id);
                 if !same {
                     // A new stranger: the previous conversation goes.
                     self.log.set(Vec::new());
-                    let hello = match common_interests.as_slice() {
-                        [] => "You're now chatting with a stranger. Say hi!".to_string(),
-                        list => format!("You're now chatting with a stranger. You both like {}.", join_words(list)),
+                    let met = met_line(&common_interests, shared_country.as_deref());
+                    let hello = if common_interests.is_empty() && shared_country.is_none() {
+                        format!("{met} Say hi!")
+                    } else {
+                        met
                     };
                     self.push_line(Author::System, hello);
                 }
@@ -427,7 +444,7 @@ impl Engine {
                     role,
                     mode,
                     common_interests,
-                    peer_country,
+                    shared_country,
                     generation,
                 }));
                 self.peer_typing.set(false);
@@ -536,6 +553,19 @@ impl Engine {
 }
 
 /// "a", "a and b", "a, b and c".
+/// "You're now chatting with a stranger." and what the two have in common: shared
+/// interests, and the country when the server told it.
+pub fn met_line(common_interests: &[String], country: Option<&str>) -> String {
+    let mut line = "You're now chatting with a stranger.".to_string();
+    if !common_interests.is_empty() {
+        line.push_str(&format!(" You both like {}.", join_words(common_interests)));
+    }
+    if let Some(code) = country {
+        line.push_str(&format!(" You're both from {}.", crate::country::name(code)));
+    }
+    line
+}
+
 pub fn join_words(words: &[String]) -> String {
     match words {
         [] => String::new(),

@@ -84,9 +84,9 @@ fn status_text(engine: Engine) -> String {
             }
         }
         Phase::Connecting => "Connecting…".into(),
-        Phase::Connected => match engine.current.get().map(|m| m.common_interests).unwrap_or_default().as_slice() {
-            [] => "You're now chatting with a stranger.".into(),
-            list => format!("You're now chatting with a stranger. You both like {}.", crate::engine::join_words(list)),
+        Phase::Connected => match engine.current.get() {
+            Some(m) => crate::engine::met_line(&m.common_interests, m.shared_country.as_deref()),
+            None => crate::engine::met_line(&[], None),
         },
         Phase::PeerReconnecting => "Stranger is reconnecting…".into(),
         Phase::PeerLeft(LeftReason::Banned) => "Stranger was removed for breaking the rules.".into(),

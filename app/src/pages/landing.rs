@@ -1,4 +1,4 @@
-use crate::components::{InterestsInput, Logo, ModePicker, Notice, OnlineBadge};
+use crate::components::{CountryChoice, InterestsInput, Logo, ModePicker, Notice, OnlineBadge};
 use crate::engine::{Engine, Phase};
 use leptos::prelude::*;
 use leptos_router::NavigateOptions;
@@ -19,16 +19,14 @@ pub fn Landing() -> impl IntoView {
     let same_country = RwSignal::new(initial.as_ref().is_some_and(|p| p.same_country));
     let country = RwSignal::new(initial.as_ref().and_then(|p| p.country.clone()));
     let terms = RwSignal::new(false);
-    let country_names = RwSignal::new(false);
     let relay_only = engine.relay_only;
 
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         terms.set(crate::engine::socket::load_flag(TERMS_KEY));
         if country.get_untracked().is_none() {
-            country.set(browser_country());
+            country.set(crate::country::browser_country());
         }
-        country_names.set(true);
     });
 
     let navigate = use_navigate();
@@ -46,11 +44,13 @@ pub fn Landing() -> impl IntoView {
         }
         #[cfg(feature = "hydrate")]
         crate::engine::socket::store_flag(TERMS_KEY, true);
+        // The connection's country, when the server knows it, is the one that counts.
+        let country = engine.connection_country().get_untracked().or_else(|| country.get_untracked());
         let prefs = Preferences {
             mode: mode.get_untracked(),
             interests: interests.get_untracked(),
-            country: country.get_untracked(),
-            same_country: same_country.get_untracked() && country.get_untracked().is_some(),
+            same_country: same_country.get_untracked() && country.is_some(),
+            country,
         };
         engine.start(prefs);
         navigate("/chat", Default::default());
@@ -81,35 +81,7 @@ pub fn Landing() -> impl IntoView {
                     <h2 id="setup-title" class="sr-only">"Chat settings"</h2>
                     <ModePicker mode />
                     <InterestsInput interests />
-                    <div class="space-y-2">
-                        <label class="flex items-center gap-2 font-semibold">
-                            <input
-                                type="checkbox"
-                                id="same-country"
-                                class="size-5 accent-teal"
-                                prop:checked=move || same_country.get()
-                                on:change=move |ev| same_country.set(event_target_checked(&ev))
-                            />
-                            "Only strangers from my country"
-                        </label>
-                        <Show when=move || same_country.get()>
-                            <label for="country" class="sr-only">"Your country"</label>
-                            <select
-                                id="country"
-                                class="w-full border-2 border-ink bg-paper px-3 py-2 rounded-sm focus-ring"
-                                on:change=move |ev| country.set(Some(event_target_value(&ev)))
-                            >
-                                {move || {
-                                    let named = country_names.get();
-                                    let selected = country.get();
-                                    protocol::prefs::country_codes().map(|code| {
-                                        let label = if named { country_label(code) } else { code.to_string() };
-                                        view! { <option value=code selected=selected.as_deref() == Some(code)>{label}</option> }
-                                    }).collect_view()
-                                }}
-                            </select>
-                        </Show>
-                    </div>
+                    <CountryChoice same_country country />
                     <Show when=move || engine.has_relay() && mode.get() == Mode::Video>
                         <label class="flex items-start gap-2 text-sm">
                             <input
@@ -170,33 +142,4 @@ pub fn Landing() -> impl IntoView {
             </footer>
         </div>
     }
-}
-
-/// "Germany (DE)" in the browser's language; the bare code on the server.
-fn country_label(code: &str) -> String {
-    #[cfg(feature = "hydrate")]
-    if let Some(name) = region_name(code) {
-        return format!("{name} ({code})");
-    }
-    code.to_string()
-}
-
-#[cfg(feature = "hydrate")]
-fn region_name(code: &str) -> Option<String> {
-    use wasm_bindgen::{JsCast, JsValue};
-    let intl = js_sys::Reflect::get(&js_sys::global(), &"Intl".into()).ok()?;
-    let ctor: js_sys::Function = js_sys::Reflect::get(&intl, &"DisplayNames".into()).ok()?.dyn_into().ok()?;
-    let options = js_sys::Object::new();
-    js_sys::Reflect::set(&options, &"type".into(), &"region".into()).ok()?;
-    let names = js_sys::Reflect::construct(&ctor, &js_sys::Array::of2(&JsValue::UNDEFINED, &options)).ok()?;
-    let of: js_sys::Function = js_sys::Reflect::get(&names, &"of".into()).ok()?.dyn_into().ok()?;
-    of.call1(&names, &code.into()).ok()?.as_string()
-}
-
-/// The region of the browser's language ("en-GB" → "GB"), if it is a country code.
-#[cfg(feature = "hydrate")]
-fn browser_country() -> Option<String> {
-    let lang = window().navigator().language()?;
-    let region = lang.split(['-', '_']).nth(1)?;
-    protocol::prefs::normalize_country(region)
 }
