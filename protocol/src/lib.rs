@@ -12,12 +12,14 @@
 //! - [`codec`]: decoding a text frame into a validated `ClientMsg`, with the error
 //!   code the server must answer when that fails.
 //! - [`close`]: WebSocket close codes with a protocol meaning.
+//! - [`sse`]: the fallback transport's framing (server-sent events and POSTs).
 
 pub mod close;
 pub mod codec;
 pub mod ids;
 pub mod messages;
 pub mod prefs;
+pub mod sse;
 
 pub use codec::DecodeError;
 pub use ids::{MatchId, ResumeToken, SessionId};

@@ -8,6 +8,8 @@
 //! - [`config`]: flags and environment.
 //! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
 //! - [`ws`]: per-socket checks, reader and writer tasks.
+//! - [`sse`]: the fallback transport (server-sent events down, POSTs up) for networks
+//!   that break WebSockets, driven by the same socket task as `/ws`.
 //! - [`ice`]: STUN/TURN servers and TURN REST credentials.
 //! - [`geo`]: the country of a connection's address, from an offline IP database.
 //! - [`hub`]: sessions, matches and relay: a sans-IO core, its backend seam, a tokio shell.
@@ -25,6 +27,7 @@ pub mod ice;
 pub mod limits;
 pub mod metrics;
 pub mod site;
+pub mod sse;
 pub mod ws;
 
 pub use config::Config;
@@ -88,6 +91,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The IP database lookup every connection goes through.
     pub geo: geo::Geo,
+    /// Connections on the fallback transport.
+    pub sse: sse::SseRegistry,
 }
 
 /// Serves on `listener` until `shutdown` completes, then tells every client to
@@ -105,7 +110,7 @@ pub async fn serve(
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
-    on_start(Running { hub: state.hub.clone(), addr, metrics_addr, geo: state.geo.clone() });
+    on_start(Running { hub: state.hub.clone(), addr, metrics_addr, geo: state.geo.clone(), sse: state.sse.clone() });
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if config.geoip_db.is_some() {
         tokio::spawn(reload_on_hangup(state.geo.clone(), stopping.clone()));

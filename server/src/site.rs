@@ -62,9 +62,19 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         next_id: Arc::new(AtomicU64::new(0)),
         tasks: TaskTracker::new(),
         geo,
+        sse: crate::sse::SseRegistry::default(),
     };
 
-    let api = Router::new().route("/ws", get(ws::handler)).route("/healthz", get(healthz)).with_state(ws_state.clone());
+    let api = Router::new()
+        .route("/ws", get(ws::handler))
+        .route(
+            "/sse",
+            get(crate::sse::open)
+                .post(crate::sse::post)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::sse::max_post_bytes(config.max_frame_bytes))),
+        )
+        .route("/healthz", get(healthz))
+        .with_state(ws_state.clone());
 
     let routes = generate_route_list(App);
     let site = Router::new()

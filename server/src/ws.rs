@@ -50,6 +50,8 @@ pub struct WsState {
     pub tasks: TaskTracker,
     /// The country of each connection's address.
     pub geo: Geo,
+    /// Connections on the fallback transport (`/sse`).
+    pub sse: crate::sse::SseRegistry,
 }
 
 /// Per-socket settings (from the server configuration).
@@ -115,26 +117,14 @@ pub async fn handler(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &state.settings.allowed_origins) {
-        tracing::debug!(%peer, "refused a foreign origin");
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
-    // Every per-address rule (this cap, the hub's session cap, reports) counts this.
-    let ip = crate::limits::client_key(peer.ip());
-    let permit = match state.limits.acquire(ip) {
-        Ok(p) => p,
-        Err(e @ LimitError::PerIp) => {
-            return (StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response();
-        }
-        Err(e @ LimitError::Total) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
-        }
+    let Admitted { ip, country, permit } = match admit(&state, &headers, peer) {
+        Ok(a) => a,
+        Err(refused) => return refused.into_response(),
     };
     let greeting = match query.hello {
         Some(_) => Greeting::Hello,
         None => Greeting::Now(query.resume.as_deref().and_then(ResumeToken::parse)),
     };
-    let country = locate(&state.geo, peer.ip());
     let s = &state.settings;
     let tasks = state.tasks.clone();
     upgrade
@@ -149,6 +139,44 @@ pub async fn handler(
                 drop(permit);
             })
         })
+}
+
+/// A new connection let in: who it counts as, and its place under the caps.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The address every per-address rule (caps, sessions, reports) counts it under.
+    pub ip: IpAddr,
+    pub country: Option<String>,
+    pub permit: crate::limits::ConnPermit,
+}
+
+/// Why a new connection was turned away.
+#[derive(Debug)]
+pub enum Refused {
+    Origin,
+    Limit(LimitError),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Origin => (StatusCode::FORBIDDEN, "origin not allowed").into_response(),
+            Refused::Limit(e @ LimitError::PerIp) => (StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response(),
+            Refused::Limit(e @ LimitError::Total) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        }
+    }
+}
+
+/// The checks every new connection passes, whatever its transport: its origin, and
+/// the per-address and total connection caps.
+pub fn admit(state: &WsState, headers: &HeaderMap, peer: SocketAddr) -> Result<Admitted, Refused> {
+    if !origin_allowed(headers, &state.settings.allowed_origins) {
+        tracing::debug!(%peer, "refused a foreign origin");
+        return Err(Refused::Origin);
+    }
+    let ip = crate::limits::client_key(peer.ip());
+    let permit = state.limits.acquire(ip).map_err(Refused::Limit)?;
+    Ok(Admitted { ip, country: locate(&state.geo, peer.ip()), permit })
 }
 
 /// The country of a connection from `ip` (its full address, not the per-address key),

@@ -1,6 +1,8 @@
 //! Test harness: a real server on 127.0.0.1:0 and real WebSocket clients.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod sse;
+
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMsg, MatchId, Mode, Preferences, ResumeToken, ServerMsg, SessionId};
 use server::Config;
@@ -45,6 +47,7 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     pub hub: HubHandle,
     pub geo: server::geo::Geo,
+    pub sse: server::sse::SseRegistry,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -70,6 +73,7 @@ impl TestServer {
             metrics_addr: running.metrics_addr,
             hub: running.hub,
             geo: running.geo,
+            sse: running.sse,
             stop: Some(stop),
             task,
         }
@@ -85,6 +89,11 @@ impl TestServer {
 
     pub async fn resume(&self, token: &ResumeToken) -> Client {
         Client::connect(&format!("{}?resume={token}", self.url())).await
+    }
+
+    /// Open connections on the fallback transport.
+    pub fn sse_connections(&self) -> usize {
+        self.sse.len()
     }
 
     pub async fn stats(&self) -> HubStats {
