@@ -1,4 +1,4 @@
-use crate::engine::{Engine, Link};
+use crate::engine::{Engine, Link, Transport};
 use leptos::prelude::*;
 
 /// "1,234 online · 321 chatting", live from the server.
@@ -15,11 +15,20 @@ pub fn OnlineBadge() -> impl IntoView {
         (None, _) => "Connecting…".to_string(),
     };
     let live = move || engine.link.get() == Link::Connected;
+    let fallback = move || engine.transport.get() == Transport::Fallback;
     view! {
         <p
             class="inline-flex items-center gap-2 whitespace-nowrap border-2 border-ink bg-paper px-3 py-1 text-sm font-semibold shadow-hard-sm rounded-sm"
             data-testid="online"
             data-count=move || engine.online.get().map(|c| c.count.to_string())
+            data-transport=move || match engine.transport.get() {
+                Transport::WebSocket => "websocket",
+                Transport::Fallback => "fallback",
+            }
+            title=move || {
+                fallback()
+                    .then_some("WebSockets are blocked on this network: connected over plain HTTP (a little slower)")
+            }
         >
             <span
                 class="size-2.5 rounded-full border border-ink"
@@ -28,6 +37,9 @@ pub fn OnlineBadge() -> impl IntoView {
                 aria-hidden="true"
             ></span>
             {text}
+            <Show when=fallback>
+                <span class="border-l-2 border-ink pl-2 font-normal" data-testid="transport">"via HTTP"</span>
+            </Show>
         </p>
     }
 }

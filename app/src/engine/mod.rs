@@ -3,10 +3,12 @@
 //!
 //! Components read the signals and call the actions ([`Engine::start`],
 //! [`Engine::next`], ...). The browser-only parts ([`socket`]: the signaling
-//! WebSocket; [`media`]: camera, microphone and the WebRTC peer connection) feed
+//! connection, a WebSocket or the HTTP fallback in `fallback`; [`media`]: camera, microphone and the WebRTC peer connection) feed
 //! server messages into [`Engine::apply`], the only place the phase changes on the
 //! server's word. On the server (SSR) the same signals render the initial page.
 
+#[cfg(feature = "hydrate")]
+mod fallback;
 #[cfg(feature = "hydrate")]
 pub mod media;
 #[cfg(feature = "hydrate")]
@@ -17,6 +19,15 @@ use protocol::{
     ClientMsg, ErrorCode, IceServer, LeftReason, MatchId, Mode, OnlineCounts, Preferences, ReportReason, Role,
     ServerMsg,
 };
+
+/// How this tab reaches the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    WebSocket,
+    /// Server-sent events and POSTs: WebSockets do not get through this network.
+    Fallback,
+}
 
 /// The state of our own link to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +116,8 @@ pub enum MediaProblem {
 pub struct Engine {
     /// Connection state.
     pub link: RwSignal<Link>,
+    /// Which transport the link uses.
+    pub transport: RwSignal<Transport>,
     /// Latest online counts from the server; `None` until the first `welcome`.
     pub online: RwSignal<Option<OnlineCounts>>,
     pub phase: RwSignal<Phase>,
@@ -158,6 +171,7 @@ impl Engine {
     pub fn provide() -> Self {
         let engine = Self {
             link: RwSignal::new(Link::Connecting),
+            transport: RwSignal::new(Transport::WebSocket),
             online: RwSignal::new(None),
             phase: RwSignal::new(Phase::Idle),
             current: RwSignal::new(None),

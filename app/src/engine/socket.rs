@@ -1,10 +1,18 @@
-//! The signaling WebSocket (browser only): connects, resumes with the tab's token from
-//! sessionStorage (sent in the first message, `hello`), and reconnects with exponential backoff and jitter.
+//! The signaling connection (browser only): connects, resumes with the tab's token from
+//! sessionStorage (sent in the first message, `hello`), and reconnects with exponential
+//! backoff and jitter.
+//!
+//! It is a WebSocket, unless WebSockets do not work here: when one does not open within
+//! a few seconds, or closes before `welcome` twice in a row while the server answers
+//! plain HTTP, the tab switches to the fallback transport ([`super::fallback`]) and
+//! remembers that. On the fallback it tries a WebSocket again now and then, and
+//! switches back when one opens and no chat would be interrupted.
 
-use super::{Engine, Link};
+use super::fallback::{self, Sse};
+use super::{Engine, Link, Phase, Transport};
 use leptos::prelude::*;
 use protocol::{ClientMsg, ServerMsg, close};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -14,18 +22,32 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 const RESUME_KEY: &str = "letsmeet.resume";
 /// sessionStorage key of the last preferences, so a reload mid-chat knows the mode.
 const PREFS_KEY: &str = "letsmeet.prefs";
+/// sessionStorage key set while this tab uses the fallback transport.
+const TRANSPORT_KEY: &str = "letsmeet.transport";
 /// localStorage key of the "Hide my IP" choice: it must hold across reloads and tabs,
 /// or a reloaded chat would offer the stranger our address.
 const RELAY_KEY: &str = "letsmeet.relay";
 const BACKOFF_BASE_MS: f64 = 500.0;
 const BACKOFF_MAX_MS: f64 = 15_000.0;
+/// A WebSocket that has not brought `welcome` by then counts as blocked (a proxy that
+/// holds the upgrade, or takes it and relays nothing).
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(5);
+/// WebSockets closed before `welcome` in a row that mean they do not work here.
+const EARLY_CLOSES: u32 = 2;
+/// How often the fallback tries a WebSocket again at first (plus jitter); each time
+/// going back fails, twice as long, up to [`PROBE_MAX_MS`].
+const PROBE_EVERY_MS: f64 = 60_000.0;
+const PROBE_MAX_MS: f64 = 15.0 * 60_000.0;
 
-/// The live socket and the handlers attached to it (dropped together).
-struct Live {
-    ws: WebSocket,
-    _on_open: Closure<dyn FnMut(web_sys::Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
+/// The live connection and the handlers attached to it (dropped together).
+enum Live {
+    Ws {
+        ws: WebSocket,
+        _on_open: Closure<dyn FnMut(web_sys::Event)>,
+        _on_message: Closure<dyn FnMut(MessageEvent)>,
+        _on_close: Closure<dyn FnMut(CloseEvent)>,
+    },
+    Sse(Sse),
 }
 
 /// Most intents (join/next/stop) held while the socket is not open.
@@ -36,17 +58,27 @@ thread_local! {
     /// Intents sent before the socket was open (e.g. Start clicked while the page was
     /// still connecting), delivered after the next `welcome`.
     static PENDING: RefCell<Vec<ClientMsg>> = const { RefCell::new(Vec::new()) };
+    /// WebSockets in a row that closed before their `welcome`.
+    static EARLY: Cell<u32> = const { Cell::new(0) };
+    /// Counts connections, so a timer can tell whether its connection is still the one.
+    static OPENED: Cell<u64> = const { Cell::new(0) };
+    /// Times in a row that leaving the fallback did not work out.
+    static RETURNS_FAILED: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Sends a message if the socket is open. Otherwise a join/next/stop waits for the
+/// Sends a message if the connection is open. Otherwise a join/next/stop waits for the
 /// next `welcome`; per-match messages are dropped (that match's state is re-sent on
 /// resume, and the page shows that it is reconnecting).
 pub(crate) fn send(msg: ClientMsg) {
     let sent = LIVE.with(|live| match &*live.borrow() {
-        Some(live) if live.ws.ready_state() == WebSocket::OPEN => {
-            if let Err(e) = live.ws.send_with_str(&msg.to_json()) {
+        Some(Live::Ws { ws, .. }) if ws.ready_state() == WebSocket::OPEN => {
+            if let Err(e) = ws.send_with_str(&msg.to_json()) {
                 leptos::logging::warn!("send failed: {e:?}");
             }
+            true
+        }
+        Some(Live::Sse(sse)) if sse.is_open() => {
+            sse.send(msg.to_json());
             true
         }
         _ => false,
@@ -69,10 +101,69 @@ fn flush_pending() {
 }
 
 pub(super) fn start(engine: Engine) {
+    if load_fallback() {
+        engine.transport.set(Transport::Fallback);
+    }
     open(engine, 0);
 }
 
 fn open(engine: Engine, failures: u32) {
+    let this = OPENED.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    match engine.transport.get_untracked() {
+        Transport::WebSocket => open_ws(engine, failures, this),
+        Transport::Fallback => open_fallback(engine, failures, this),
+    }
+}
+
+/// Whether connection number `this` is still the current one.
+fn current(this: u64) -> bool {
+    OPENED.with(|n| n.get()) == this
+}
+
+/// A server message, whatever the transport.
+fn received(engine: Engine, text: &str) {
+    match ServerMsg::from_json(text) {
+        Ok(msg) => {
+            let welcome = matches!(msg, ServerMsg::Welcome { .. });
+            if let ServerMsg::Welcome { resume_token, .. } = &msg {
+                store_token(Some(&resume_token.to_string()));
+            }
+            engine.apply(msg);
+            if welcome {
+                flush_pending();
+            }
+        }
+        Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
+    }
+}
+
+/// The connection ended with `code`, whatever the transport: reconnect, or not.
+fn closed(engine: Engine, code: u16, opened_at: f64, failures: u32) {
+    LIVE.with(|live| live.borrow_mut().take());
+    // A connection that lived a while resets the backoff.
+    let failures = if js_sys::Date::now() - opened_at > 10_000.0 { 0 } else { failures };
+    match code {
+        // `banned` was applied; do not knock again.
+        close::BANNED => engine.link.set(Link::Closed),
+        close::REPLACED => {
+            // Another tab (a duplicate of this one) took this session over: start our own.
+            store_token(None);
+            engine.notice.set(Some("This chat continued in another tab.".into()));
+            engine.stop_locally();
+            retry(engine, 0);
+        }
+        close::SERVICE_RESTART => {
+            engine.link.set(Link::Restarting);
+            set_timeout(move || open(engine, failures + 1), Duration::from_millis(300 + jitter(700.0)));
+        }
+        _ => retry(engine, failures + 1),
+    }
+}
+
+fn open_ws(engine: Engine, failures: u32, this: u64) {
     let ws = match WebSocket::new(&url()) {
         Ok(ws) => ws,
         Err(e) => {
@@ -89,50 +180,151 @@ fn open(engine: Engine, failures: u32) {
             leptos::logging::warn!("send failed: {e:?}");
         }
     });
+    let welcomed = std::rc::Rc::new(Cell::new(false));
+    let got_welcome = welcomed.clone();
+    let no_welcome = welcomed.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
         let Some(text) = ev.data().as_string() else { return };
-        match ServerMsg::from_json(&text) {
-            Ok(msg) => {
-                let welcome = matches!(msg, ServerMsg::Welcome { .. });
-                if let ServerMsg::Welcome { resume_token, .. } = &msg {
-                    store_token(Some(&resume_token.to_string()));
-                }
-                engine.apply(msg);
-                if welcome {
-                    flush_pending();
-                }
-            }
-            Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
+        if !got_welcome.get() && text.contains("\"welcome\"") {
+            got_welcome.set(true);
+            EARLY.with(|e| e.set(0));
+            RETURNS_FAILED.with(|r| r.set(0));
         }
+        received(engine, &text);
     });
     let opened_at = js_sys::Date::now();
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-        LIVE.with(|live| live.borrow_mut().take());
-        // A socket that lived a while resets the backoff.
-        let failures = if js_sys::Date::now() - opened_at > 10_000.0 { 0 } else { failures };
-        match ev.code() {
-            // `banned` was applied; do not knock again.
-            close::BANNED => engine.link.set(Link::Closed),
-            close::REPLACED => {
-                // Another tab (a duplicate of this one) took this session over: start our own.
-                store_token(None);
-                engine.notice.set(Some("This chat continued in another tab.".into()));
-                engine.stop_locally();
-                retry(engine, 0);
-            }
-            close::SERVICE_RESTART => {
-                engine.link.set(Link::Restarting);
-                set_timeout(move || open(engine, failures + 1), Duration::from_millis(300 + jitter(700.0)));
-            }
-            _ => retry(engine, failures + 1),
+        if !current(this) {
+            return;
         }
+        // Closed before `welcome`, and not by this server (whose codes mean it was
+        // reached): a blocked upgrade looks like this (1006 in browsers).
+        let ours = matches!(
+            ev.code(),
+            close::REPLACED | close::BANNED | close::POLICY | close::TOO_LARGE | close::SERVICE_RESTART
+        );
+        let early = !welcomed.get() && !ours && EARLY.with(|e| e.replace(e.get() + 1) + 1) >= EARLY_CLOSES;
+        if early {
+            LIVE.with(|live| live.borrow_mut().take());
+            return fall_back_if_http_works(engine, failures);
+        }
+        closed(engine, ev.code(), opened_at, failures);
     });
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    // A proxy that holds the upgrade, or passes nothing through: give up on
+    // WebSockets after a while.
+    let waiting = ws.clone();
+    set_timeout(
+        move || {
+            if current(this) && !no_welcome.get() && waiting.ready_state() != WebSocket::CLOSED {
+                waiting.set_onclose(None);
+                waiting.close().ok();
+                LIVE.with(|live| live.borrow_mut().take());
+                fall_back_if_http_works(engine, failures);
+            }
+        },
+        WELCOME_TIMEOUT,
+    );
     LIVE.with(|live| {
-        *live.borrow_mut() = Some(Live { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
+        *live.borrow_mut() = Some(Live::Ws { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
     });
+}
+
+/// WebSockets fail here: if the server answers plain HTTP, the network is what blocks
+/// them, and the fallback takes over; if not, the server is away and we keep trying.
+fn fall_back_if_http_works(engine: Engine, failures: u32) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let reachable = match wasm_bindgen_futures::JsFuture::from(window().fetch_with_str("/healthz")).await {
+            Ok(res) => res.dyn_into::<web_sys::Response>().is_ok_and(|r| r.ok()),
+            Err(_) => false,
+        };
+        if reachable {
+            leptos::logging::log!("WebSockets do not get through here: using the HTTP fallback");
+            EARLY.with(|e| e.set(0));
+            RETURNS_FAILED.with(|r| r.set(r.get() + 1));
+            store_fallback(true);
+            engine.transport.set(Transport::Fallback);
+            open(engine, 0);
+        } else {
+            retry(engine, failures + 1);
+        }
+    });
+}
+
+fn open_fallback(engine: Engine, failures: u32, this: u64) {
+    let opened_at = js_sys::Date::now();
+    let handlers = fallback::Handlers {
+        message: Box::new(move |text| received(engine, text)),
+        closed: Box::new(move |code| {
+            if current(this) {
+                closed(engine, code, opened_at, failures);
+            }
+        }),
+        ready: Box::new(send_hello),
+    };
+    match Sse::open(handlers) {
+        Ok(sse) => LIVE.with(|live| *live.borrow_mut() = Some(Live::Sse(sse))),
+        Err(e) => {
+            leptos::logging::warn!("cannot open the fallback connection: {e:?}");
+            return retry(engine, failures + 1);
+        }
+    }
+    schedule_probe(engine, this);
+}
+
+fn send_hello() {
+    LIVE.with(|live| {
+        if let Some(Live::Sse(sse)) = &*live.borrow() {
+            sse.send(ClientMsg::Hello { resume_token: load_token() }.to_json());
+        }
+    });
+}
+
+/// Now and then, while on the fallback: does a WebSocket open now? Then switch back,
+/// unless that would interrupt a chat (a resume restarts the call); then ask again later.
+fn schedule_probe(engine: Engine, this: u64) {
+    // The first fall-back counts too: RETURNS_FAILED is 1 on the first probe.
+    let failed = RETURNS_FAILED.with(|r| r.get()).saturating_sub(1).min(8);
+    let every = (PROBE_EVERY_MS * 2f64.powi(failed as i32)).min(PROBE_MAX_MS);
+    let delay = Duration::from_millis(every as u64 + jitter(every / 2.0));
+    set_timeout(
+        move || {
+            if !current(this) {
+                return;
+            }
+            let Ok(probe) = WebSocket::new(&url()) else { return schedule_probe(engine, this) };
+            let opened = probe.clone();
+            let on_open = Closure::once_into_js(move |_: web_sys::Event| {
+                opened.close().ok();
+                let chatting = matches!(
+                    engine.phase.get_untracked(),
+                    Phase::Connecting | Phase::Connected | Phase::PeerReconnecting | Phase::AskingMedia
+                );
+                if !current(this) {
+                    return;
+                }
+                if chatting {
+                    return schedule_probe(engine, this);
+                }
+                leptos::logging::log!("WebSockets work again: leaving the HTTP fallback");
+                store_fallback(false);
+                engine.transport.set(Transport::WebSocket);
+                // The new socket resumes the session; the fallback connection goes.
+                LIVE.with(|live| live.borrow_mut().take());
+                open(engine, 0);
+            });
+            probe.set_onopen(Some(on_open.unchecked_ref()));
+            let failed = Closure::once_into_js(move |_: web_sys::Event| {
+                if current(this) {
+                    schedule_probe(engine, this);
+                }
+            });
+            probe.set_onerror(Some(failed.unchecked_ref()));
+        },
+        delay,
+    );
 }
 
 fn retry(engine: Engine, failures: u32) {
@@ -155,6 +347,16 @@ fn url() -> String {
     let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
     let host = location.host().unwrap_or_default();
     format!("{scheme}://{host}/ws?hello=1")
+}
+
+fn load_fallback() -> bool {
+    storage().and_then(|s| s.get_item(TRANSPORT_KEY).ok().flatten()).as_deref() == Some("fallback")
+}
+
+fn store_fallback(on: bool) {
+    if let Some(s) = storage() {
+        let _ = if on { s.set_item(TRANSPORT_KEY, "fallback") } else { s.remove_item(TRANSPORT_KEY) };
+    }
 }
 
 fn storage() -> Option<web_sys::Storage> {
