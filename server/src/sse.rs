@@ -37,7 +37,7 @@ use tokio::time::Sleep;
 /// How long a connection waits for its event stream to come back before it ends.
 pub const REATTACH_WINDOW: Duration = Duration::from_secs(10);
 /// A comment this often keeps an idle stream alive through proxies.
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
+const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Events kept for replay after they went out (also bounded by the outbox's bytes).
 const REPLAY_EVENTS: usize = 256;
 /// Messages POSTed and not yet read by the connection's task.

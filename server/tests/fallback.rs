@@ -123,11 +123,10 @@ async fn a_session_resumes_after_its_stream_is_gone_for_good() {
     let token = f.token();
     let session = f.session();
     drop(f);
-    // The next keep-alive finds the stream gone; past the window for it to come back,
-    // the connection ends like a dropped socket, and the session waits out its grace
-    // period.
-    skip(server::sse::KEEPALIVE + Duration::from_millis(100)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The server sees the stream's connection close; past the window for the stream to
+    // come back, the connection ends like a dropped socket, and the session waits out
+    // its grace period.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     skip(server::sse::REATTACH_WINDOW + Duration::from_millis(100)).await;
     assert_eq!(w.recv().await, ServerMsg::PeerReconnecting { match_id: id });
     let mut back = SseClient::connect(server.addr, Some(&token)).await;
