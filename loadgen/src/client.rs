@@ -103,6 +103,9 @@ pub fn connect_failure_class(e: &anyhow::Error) -> String {
         if let Some(tungstenite::Error::Http(response)) = cause.downcast_ref::<tungstenite::Error>() {
             return format!("HTTP {}", response.status().as_u16());
         }
+        if let Some(refused) = cause.downcast_ref::<crate::sse::Refused>() {
+            return format!("HTTP {}", refused.status);
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return format!("{:?}", io.kind());
         }

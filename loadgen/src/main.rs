@@ -23,6 +23,10 @@
 //! - `soak`: churn with hostile clients mixed in, RSS and `/healthz` sampled, and
 //!   nothing may be left in the server once everyone has gone (`soak.rs`).
 //!
+//! `--transport sse` runs `idle` and `churn` over the fallback transport instead of
+//! WebSockets (`/sse` on the same host and port: server-sent events down, batched POSTs
+//! up; see `sse.rs`), with the same scenario code (`transport.rs`).
+//!
 //! Output: a table for people and one JSON line per run for scripts; `churn --plot`
 //! also draws latency percentiles second by second as an SVG.
 
@@ -34,11 +38,14 @@ mod plot;
 mod proc;
 mod scenarios;
 mod soak;
+mod sse;
+mod transport;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use transport::{Connector, Transport};
 
 /// Most connections any scenario opens.
 const MAX_CONNECTIONS: usize = 20_000;
@@ -72,6 +79,11 @@ struct Cli {
     /// The server's process id, to read its memory and CPU time from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// How `idle` and `churn` talk to the server: WebSockets (`/ws`), or the fallback
+    /// (`/sse` on the same host and port: server-sent events down, batched POSTs up,
+    /// two TCP connections per session from the same source address).
+    #[arg(long, value_enum, default_value_t = Transport::Ws, global = true)]
+    transport: Transport,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -83,7 +95,8 @@ enum Scenario {
         #[arg(short = 'n', long, default_value_t = 1_000)]
         connections: usize,
         /// Spread sockets over this many source addresses 127.0.0.1.. (ports run out
-        /// around 28,000 per address).
+        /// around 28,000 per address; the server takes 20 connections per address by
+        /// default, and a fallback session is two TCP connections).
         #[arg(long, default_value_t = 1)]
         sources: u8,
         /// Seconds to hold the connections before closing them.
@@ -96,6 +109,11 @@ enum Scenario {
         users: usize,
         #[arg(short = 'd', long, default_value_t = 10)]
         seconds: u64,
+        /// Spread users over this many source addresses 127.0.0.1.. (mind the server's
+        /// per-address caps: 20 connections by default; a fallback session is two TCP
+        /// connections). 1: the system's choice.
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
         /// Milliseconds a pair stays together after the exchange before `next`
         /// (0: as fast as possible, i.e. a saturation test).
         #[arg(long, default_value_t = 0)]
@@ -264,16 +282,21 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let target = loopback_target(&cli.url)?;
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    // A fallback session holds two sockets: its event stream and its POST connection.
+    let sockets_per_client: u64 = if cli.transport == Transport::Sse { 2 } else { 1 };
     let check = |n: usize| -> anyhow::Result<()> {
         if n == 0 || n > MAX_CONNECTIONS {
             bail!("between 1 and {MAX_CONNECTIONS} connections, please (got {n})");
         }
-        if (n as u64) + 64 > limit {
+        if (n as u64) * sockets_per_client + 64 > limit {
             bail!("{n} connections need more open files than the limit here ({limit})");
         }
         Ok(())
     };
     let server = cli.server_pid.map(proc::Process::new).transpose()?;
+    if cli.transport != Transport::Ws && !matches!(cli.scenario, Scenario::Idle { .. } | Scenario::Churn { .. }) {
+        bail!("--transport {} applies to idle and churn only", cli.transport.name());
+    }
     let report = match cli.scenario {
         Scenario::Idle { connections, sources, hold } => {
             check(connections)?;
@@ -281,20 +304,27 @@ async fn main() -> anyhow::Result<()> {
                 bail!("--sources must be at least 1");
             }
             let sources: Vec<IpAddr> = (1..=sources).map(|i| IpAddr::from([127, 0, 0, i])).collect();
-            scenarios::idle(&cli.url, target, connections, &sources, hold.min(MAX_SECONDS), server).await?
+            let connector = Connector::new(cli.transport, &cli.url, target);
+            scenarios::idle(&connector, connections, &sources, hold.min(MAX_SECONDS), server).await?
         }
-        Scenario::Churn { users, seconds, think_ms, max_interests, plot } => {
+        Scenario::Churn { users, seconds, sources, think_ms, max_interests, plot } => {
             check(users)?;
             if seconds == 0 || seconds > MAX_SECONDS {
                 bail!("between 1 and {MAX_SECONDS} seconds, please");
             }
+            if sources == 0 {
+                bail!("--sources must be at least 1");
+            }
+            let sources: Vec<IpAddr> =
+                if sources == 1 { Vec::new() } else { (1..=sources).map(|i| IpAddr::from([127, 0, 0, i])).collect() };
             let options = scenarios::Churn {
                 users,
                 seconds,
                 think_ms: think_ms.min(60_000),
                 max_interests: max_interests.into(),
                 plot,
-                sources: Vec::new(),
+                sources,
+                transport: cli.transport,
             };
             scenarios::churn(&cli.url, target, options, server).await?
         }

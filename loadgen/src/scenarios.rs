@@ -2,6 +2,7 @@
 
 use crate::client::{Client, Lcg};
 use crate::proc::Process;
+use crate::transport::{Conn, Connector, Transport};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use protocol::{ClientMsg, ErrorCode, MatchId, Mode, Preferences, Role, ServerMsg, SessionId, SignalPayload};
@@ -122,10 +123,11 @@ fn coarse_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
 }
 
-/// `idle`: N connections that only receive `welcome` (and `online`).
+/// `idle`: N connections that only receive `welcome` (and `online`), over either
+/// transport (a fallback session is an event stream plus a keep-alive POST connection,
+/// both from the session's source address).
 pub async fn idle(
-    url: &str,
-    target: SocketAddr,
+    connector: &Connector,
     n: usize,
     sources: &[IpAddr],
     hold: u64,
@@ -139,9 +141,9 @@ pub async fn idle(
         let tasks: Vec<_> = wave
             .iter()
             .map(|&i| {
-                let url = url.to_string();
+                let connector = connector.clone();
                 let source = sources[i % sources.len()];
-                tokio::spawn(async move { Client::connect(&url, target, Some(source)).await })
+                tokio::spawn(async move { connector.connect(Some(source)).await })
             })
             .collect();
         for t in tasks {
@@ -152,6 +154,7 @@ pub async fn idle(
     // Let the server settle (buffers, the online push) before measuring.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut report = Report::new("idle");
+    connector.describe(&mut report);
     report.add("connections", "connections", json!(n), n.to_string());
     let rate = n as f64 / elapsed.as_secs_f64();
     report.add(
@@ -177,7 +180,20 @@ pub async fn idle(
         );
         report.add("rss_per_connection_bytes", "RSS per connection", json!(per), format!("{:.2} KB", per / 1000.0));
     }
+    connector.report_posts(&mut report);
     tokio::time::sleep(Duration::from_secs(hold)).await;
+    if let Some(p) = server {
+        // With a hold past the server's header timeout (10 s by default) the
+        // fallback's idle POST connections are closed by now (though RSS seldom
+        // shrinks once grown).
+        let end = p.rss_bytes()?;
+        report.add(
+            "server_rss_after_hold_bytes",
+            &format!("server RSS after the {hold} s hold"),
+            json!(end),
+            format!("{:.1} MiB", end as f64 / 1048576.0),
+        );
+    }
     drop(clients);
     Ok(report)
 }
@@ -234,6 +250,7 @@ pub struct Churn {
     pub plot: Option<std::path::PathBuf>,
     /// Source addresses to spread users over (round robin); empty: the default one.
     pub sources: Vec<IpAddr>,
+    pub transport: Transport,
 }
 
 /// Microseconds since the run's epoch, carried in payloads to time relays.
@@ -260,7 +277,8 @@ fn parse_marks(text: &str) -> Option<(SessionId, u64)> {
 
 /// `churn`: every user loops through full matches for `seconds`.
 pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option<Process>) -> anyhow::Result<Report> {
-    let Churn { users, seconds, think_ms, max_interests, plot, sources } = options;
+    let Churn { users, seconds, think_ms, max_interests, plot, sources, transport } = options;
+    let connector = Connector::new(transport, url, target);
     let shared = Arc::new(Mutex::new(Shared {
         join_to_match: Some(histogram()),
         pairing: Some(histogram()),
@@ -272,7 +290,7 @@ pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option
     let mut clients = Vec::with_capacity(users);
     for i in 0..users {
         let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
-        clients.push(Client::connect(url, target, source).await?);
+        clients.push(connector.connect(source).await?);
     }
     let epoch = Instant::now();
     let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
@@ -300,6 +318,7 @@ pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option
     let s = shared.lock().expect("no panics while locked");
     let matches = s.matched / 2;
     let mut report = Report::new("churn");
+    connector.describe(&mut report);
     report.add("users", "users", json!(users), users.to_string());
     report.add("think_ms", "think time per match", json!(think_ms), format!("{think_ms} ms"));
     report.add("max_interests", "interests per user", json!(max_interests), format!("0–{max_interests}"));
@@ -321,6 +340,7 @@ pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option
             format!("{per_k:.3} s"),
         );
     }
+    connector.report_posts(&mut report);
     report.add("stale_races", "stale_match races (benign)", json!(s.stale), s.stale.to_string());
     report.add("errors", "errors", json!(s.errors), s.errors.to_string());
     report.add("violations", "cross-talk violations", json!(s.violations), s.violations.to_string());
@@ -333,7 +353,8 @@ pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option
             crate::plot::Series { name: "signal relay", per_second: column(1) },
             crate::plot::Series { name: "chat relay", per_second: column(2) },
         ];
-        let title = format!("churn: {users} users, think {think_ms} ms, 0–{max_interests} interests");
+        let title =
+            format!("churn over {}: {users} users, think {think_ms} ms, 0–{max_interests} interests", transport.name());
         crate::plot::svg(&path, &title, &series).with_context(|| format!("writing {}", path.display()))?;
         report.add("plot", "plot", json!(path.display().to_string()), path.display().to_string());
     }
@@ -350,14 +371,14 @@ struct User {
 }
 
 async fn churn_user(
-    mut c: Client,
+    mut c: Conn,
     user: User,
     epoch: Instant,
     deadline: tokio::time::Instant,
     shared: Arc<Mutex<Shared>>,
 ) -> anyhow::Result<()> {
     let User { seed, think_ms, max_interests } = user;
-    let me = c.session;
+    let me = c.session();
     let mut rng = Lcg(seed.wrapping_mul(7919) + 17);
     let n = (rng.next() % (max_interests as u64 + 1)) as usize;
     let interests: Vec<String> = (0..n).map(|_| TOPICS[rng.next() as usize % TOPICS.len()].to_string()).collect();
@@ -500,7 +521,7 @@ async fn churn_user(
             c.send(&ClientMsg::Next).await?;
         }
     }
-    let _ = c.ws.close(None).await;
+    c.close().await;
     Ok(())
 }
 

@@ -532,6 +532,7 @@ pub async fn soak(url: &str, target: SocketAddr, options: Soak, server: Option<P
             max_interests: options.max_interests,
             plot: None,
             sources: (0..options.user_sources).map(|i| loopback_source(5, i)).collect(),
+            transport: crate::transport::Transport::Ws,
         },
         server,
     )

@@ -10,7 +10,10 @@
 //!   batch whose number is not above the last one taken is acknowledged and ignored,
 //!   so a retry is never applied twice), and optionally `Last-Event-ID`, the id of the
 //!   last event the client has (the server then keeps no replay for it). The client's
-//!   first message is `hello`, as on `/ws?hello=1`.
+//!   first message is `hello`, as on `/ws?hello=1`. A POST, an empty batch `[]` too,
+//!   is also the client's sign of life (a WebSocket's pong): a connection without one
+//!   for the server's idle timeout (45 s by default) ends, so a client with nothing to
+//!   say POSTs `[]` every 15 s.
 //! - `GET /sse` with `Last-Event-ID: <key>.<n>` takes the connection's stream back
 //!   and replays every event after n. When that cannot be done, the stream carries only
 //!   a [`CLOSE_EVENT`] with code 1012: open a new connection and resume with `hello`.
@@ -60,7 +63,11 @@ pub struct Parser {
 impl Parser {
     /// Adds what arrived; returns the events it completed.
     pub fn push(&mut self, text: &str) -> Vec<Event> {
-        self.buf.push_str(&text.replace("\r\n", "\n"));
+        self.buf.push_str(text);
+        // A CRLF split across two reads is whole by now (a CR at the end waits).
+        if self.buf.contains("\r\n") {
+            self.buf = self.buf.replace("\r\n", "\n");
+        }
         let mut events = Vec::new();
         while let Some(end) = self.buf.find("\n\n") {
             let block: String = self.buf.drain(..end + 2).collect();
@@ -113,5 +120,8 @@ mod tests {
             ]
         );
         assert_eq!(p.push("event: close\r\ndata: {\"code\":1012}\r\n\r\n")[0].kind, "close");
+        // A CRLF blank line split between two reads still ends the event.
+        assert!(p.push("data: a\r\n\r").is_empty());
+        assert_eq!(p.push("\ndata: b\r\n\r\n").iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     }
 }

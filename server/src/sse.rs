@@ -35,7 +35,10 @@ use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 /// How long a connection waits for its event stream to come back before it ends.
-pub const REATTACH_WINDOW: Duration = Duration::from_secs(10);
+/// Short: `EventSource` comes back within about a second of a cut, and a tab that
+/// closed must not stay matchable; a longer gap is a resume, which loses nothing
+/// either (the hub keeps a session's chat while it is away).
+pub const REATTACH_WINDOW: Duration = Duration::from_secs(3);
 /// A comment this often keeps an idle stream alive through proxies.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Events kept for replay after they went out (also bounded by the outbox's bytes).
@@ -369,7 +372,7 @@ pub async fn post(State(state): State<WsState>, headers: HeaderMap, body: Bytes)
     {
         return StatusCode::NO_CONTENT.into_response(); // a retry of a batch already taken
     }
-    if conn.inbox.len() + messages.len() > INBOX_MESSAGES {
+    if conn.inbox.len() + messages.len() + 1 > INBOX_MESSAGES {
         return (StatusCode::TOO_MANY_REQUESTS, "too many messages waiting; retry the batch").into_response();
     }
     if batch.is_some() {
@@ -381,6 +384,9 @@ pub async fn post(State(state): State<WsState>, headers: HeaderMap, body: Bytes)
         conn.acknowledge(upto);
     }
     conn.inbox.extend(messages.into_iter().map(Message::Text));
+    // Every POST, an empty batch too, is the client's sign of life (a WebSocket's
+    // pong): without one for the idle timeout the connection ends.
+    conn.inbox.push_back(Message::Pong(Bytes::new()));
     conn.wake_reader();
     StatusCode::NO_CONTENT.into_response()
 }
@@ -515,15 +521,8 @@ impl Sink<Message> for SseSocket {
                     conn.wake_reader();
                 }
             }
-            // The stream's own keep-alives stand for pings: a connection with an
-            // attached stream answers at once (its TCP connection is the liveness).
-            Message::Ping(_) => {
-                if conn.attached.is_some() {
-                    conn.inbox.push_back(Message::Pong(Bytes::new()));
-                    conn.wake_reader();
-                }
-            }
-            Message::Pong(_) | Message::Binary(_) => {}
+            // The stream's keep-alive comments stand for pings; POSTs for pongs.
+            Message::Ping(_) | Message::Pong(_) | Message::Binary(_) => {}
         }
         drop(conn);
         self.shared.events.notify_waiters();

@@ -202,3 +202,18 @@ async fn the_first_message_must_be_hello_and_caps_count_fallback_connections() {
     assert_eq!(head.status, 429, "the per-address cap counts both transports");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn posts_are_the_sign_of_life_and_a_silent_connection_times_out() {
+    let mut cfg = config();
+    cfg.idle_timeout_secs = 30.0;
+    let server = TestServer::start(cfg).await;
+    let mut f = SseClient::connect(server.addr, None).await;
+    skip(Duration::from_secs(20)).await;
+    assert_eq!(f.post(&[]).await, 204, "an empty batch: a heartbeat");
+    skip(Duration::from_secs(20)).await;
+    assert_eq!(server.sse_connections(), 1, "alive: it posted 20 s ago");
+    skip(Duration::from_secs(11)).await;
+    assert_eq!(f.expect_close().await, close::POLICY, "silent for the idle timeout");
+    server.stop().await;
+}

@@ -27,6 +27,8 @@ const BATCH_BYTES: usize = 32 * 1024;
 const RETRY_POST: Duration = Duration::from_millis(500);
 /// Messages waiting to be POSTed before the oldest go (the connection is in trouble).
 const QUEUE_LIMIT: usize = 512;
+/// With nothing to say for this long, an empty POST tells the server we are here.
+const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// What the fallback reports to the socket layer.
 pub(super) struct Handlers {
@@ -48,6 +50,8 @@ struct State {
     queue: RefCell<VecDeque<String>>,
     in_flight: Cell<bool>,
     batch: Cell<u64>,
+    /// When the last POST went out (ms since the epoch).
+    last_post: Cell<f64>,
     ended: Cell<bool>,
     handlers: Handlers,
 }
@@ -58,6 +62,7 @@ pub(super) struct Sse {
     state: Rc<State>,
     _listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
     _on_error: Closure<dyn FnMut(web_sys::Event)>,
+    heartbeat: Option<(i32, Closure<dyn FnMut()>)>,
 }
 
 impl Sse {
@@ -69,6 +74,7 @@ impl Sse {
             queue: RefCell::new(VecDeque::new()),
             in_flight: Cell::new(false),
             batch: Cell::new(0),
+            last_post: Cell::new(js_sys::Date::now()),
             ended: Cell::new(false),
             handlers,
         });
@@ -129,7 +135,18 @@ impl Sse {
             }
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(Self { source, state, _listeners: listeners, _on_error: on_error })
+        let st = state.clone();
+        let beat = Closure::<dyn FnMut()>::new(move || {
+            if !st.in_flight.get() && js_sys::Date::now() - st.last_post.get() >= HEARTBEAT.as_millis() as f64 {
+                send_batch(st.clone(), Vec::new());
+            }
+        });
+        let every = (HEARTBEAT.as_millis() / 3) as i32;
+        let heartbeat = window()
+            .set_interval_with_callback_and_timeout_and_arguments_0(beat.as_ref().unchecked_ref(), every)
+            .ok()
+            .map(|id| (id, beat));
+        Ok(Self { source, state, _listeners: listeners, _on_error: on_error, heartbeat })
     }
 
     /// Whether messages can be sent (the stream named the connection).
@@ -152,6 +169,9 @@ impl Sse {
     pub fn close(&self) {
         self.state.ended.set(true);
         self.source.close();
+        if let Some((id, _)) = &self.heartbeat {
+            window().clear_interval_with_handle(*id);
+        }
     }
 }
 
@@ -169,10 +189,9 @@ fn end(st: &State, code: u16) {
 
 /// Sends the next batch if none is in flight.
 fn flush(st: Rc<State>) {
-    if st.in_flight.get() || st.ended.get() {
+    if st.in_flight.get() || st.ended.get() || st.key.borrow().is_none() {
         return;
     }
-    let Some(key) = st.key.borrow().clone() else { return };
     let body = {
         let mut queue = st.queue.borrow_mut();
         if queue.is_empty() {
@@ -189,11 +208,21 @@ fn flush(st: Rc<State>) {
         }
         parts
     };
+    send_batch(st, body);
+}
+
+/// POSTs `parts` as the next batch (none: a heartbeat), retrying until the server takes
+/// it, then sends whatever queued meanwhile.
+fn send_batch(st: Rc<State>, parts: Vec<String>) {
+    let Some(key) = st.key.borrow().clone() else { return };
+    if st.ended.get() {
+        return;
+    }
     st.in_flight.set(true);
+    st.last_post.set(js_sys::Date::now());
     st.batch.set(st.batch.get() + 1);
     let batch = st.batch.get();
     wasm_bindgen_futures::spawn_local(async move {
-        let parts = body;
         loop {
             let ack = st.last_event.borrow().clone();
             match post(&key, batch, ack, &parts).await {
