@@ -32,6 +32,20 @@ pub const STREAM_EVENT: &str = "stream";
 /// The last event's type when the server ends a connection.
 pub const CLOSE_EVENT: &str = "close";
 
+/// The data of the [`STREAM_EVENT`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stream {
+    pub key: String,
+}
+
+/// The data of a [`CLOSE_EVENT`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Close {
+    pub code: u16,
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The id of a connection's `n`-th event.
 pub fn event_id(key: &str, n: u64) -> String {
     format!("{key}.{n}")

@@ -36,15 +36,20 @@ enum Source {
 }
 
 /// The lookup, shared by every connection; [`Geo::reload`] swaps the database under it.
+/// One pointer wide: every connection's task holds a clone.
 #[derive(Clone)]
 pub struct Geo {
-    source: Arc<RwLock<Arc<Source>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: RwLock<Arc<Source>>,
     path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Geo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Geo").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Geo").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -66,21 +71,21 @@ impl Geo {
     }
 
     fn with(source: Source, path: Option<PathBuf>) -> Self {
-        Self { source: Arc::new(RwLock::new(Arc::new(source))), path }
+        Self { inner: Arc::new(Inner { source: RwLock::new(Arc::new(source)), path }) }
     }
 
     /// Replaces what this lookup (and every clone of it) answers from.
     pub fn replace_with(&self, other: &Geo) {
         let source = other.current();
-        *self.source.write().unwrap_or_else(|p| p.into_inner()) = source;
+        *self.inner.source.write().unwrap_or_else(|p| p.into_inner()) = source;
     }
 
     /// Reads the database file again and uses it from now on. On failure the one in
     /// use stays.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let path = self.path.as_deref().context("no --geoip-db to reload")?;
+        let path = self.inner.path.as_deref().context("no --geoip-db to reload")?;
         let fresh = Arc::new(load(path)?);
-        *self.source.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.inner.source.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
 
@@ -105,7 +110,7 @@ impl Geo {
 
     /// The source in use (the lock is held only to clone an `Arc`).
     fn current(&self) -> Arc<Source> {
-        self.source.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.source.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

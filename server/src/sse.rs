@@ -186,7 +186,7 @@ fn event(key: &str, n: u64, kind: Option<&str>, data: &str) -> Bytes {
 }
 
 fn close_data(code: u16, reason: &str) -> String {
-    serde_json::json!({ "code": code, "reason": reason }).to_string()
+    serde_json::to_string(&sse::Close { code, reason: reason.to_string() }).expect("plain data serializes")
 }
 
 /// A stream that says only "closed with `code`": for a `Last-Event-ID` that cannot be
@@ -237,7 +237,7 @@ pub async fn open(
     });
     {
         let mut conn = lock(&shared.state);
-        let data = serde_json::json!({ "key": key }).to_string();
+        let data = serde_json::to_string(&sse::Stream { key: key.clone() }).expect("plain data serializes");
         let first =
             format!("retry: 1000\n{}", String::from_utf8_lossy(&event(&key, 0, Some(sse::STREAM_EVENT), &data)));
         conn.push_event(Bytes::from(first));

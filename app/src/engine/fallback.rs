@@ -93,9 +93,8 @@ impl Sse {
         listen(
             sse::STREAM_EVENT,
             Box::new(|st, ev| {
-                let key = ev.data().as_string().and_then(|d| {
-                    serde_json::from_str::<serde_json::Value>(&d).ok()?.get("key")?.as_str().map(str::to_owned)
-                });
+                let key =
+                    ev.data().as_string().and_then(|d| serde_json::from_str::<sse::Stream>(&d).ok()).map(|s| s.key);
                 st.last_event.replace(Some(ev.last_event_id()));
                 if key.is_some() {
                     st.key.replace(key);
@@ -120,9 +119,8 @@ impl Sse {
                 let code = ev
                     .data()
                     .as_string()
-                    .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()?.get("code")?.as_u64())
-                    .and_then(|c| u16::try_from(c).ok())
-                    .unwrap_or(1006);
+                    .and_then(|d| serde_json::from_str::<sse::Close>(&d).ok())
+                    .map_or(1006, |c| c.code);
                 es.close();
                 end(st, code);
             }),
