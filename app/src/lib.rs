@@ -1,16 +1,17 @@
 //! Let'sMeet web UI.
 //!
 //! The same components render on the server (feature `ssr`) and hydrate in the
-//! browser (feature `hydrate`); browser-only code (the WebSocket client) lives in
-//! [`engine`] behind `hydrate`.
+//! browser (feature `hydrate`). Everything that needs a browser sits behind
+//! [`platform`], chosen once there; nothing else carries a `cfg`.
 //!
 //! Layout:
 //! - [`pages`]: one module per screen.
 //! - [`components`]: pieces shared between screens.
-//! - [`engine`]: the client engine: connection state shared through context, and
-//!   (in the browser) the signaling socket that feeds it.
+//! - [`engine`]: the client engine: state shared through context, and its actions.
+//! - [`platform`]: the browser (signaling connection, media, storage, DOM helpers), or
+//!   a stub that does nothing on the server.
 //! - [`interests`]: the interest list rules shared by the inputs and their tests.
-//! - [`country`]: country names, and the browser's guess at one.
+//! - [`country`]: country names.
 
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
@@ -20,6 +21,7 @@ pub mod country;
 pub mod engine;
 pub mod interests;
 pub mod pages;
+pub mod platform;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -60,7 +62,7 @@ pub fn App() -> impl IntoView {
     // for this marker before they click.
     Effect::new(move |_| {
         engine.connect();
-        mark_hydrated();
+        platform::mark_hydrated();
     });
 
     view! {
@@ -74,13 +76,3 @@ pub fn App() -> impl IntoView {
         </Router>
     }
 }
-
-#[cfg(feature = "hydrate")]
-fn mark_hydrated() {
-    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
-        let _ = body.set_attribute("data-hydrated", "true");
-    }
-}
-
-#[cfg(not(feature = "hydrate"))]
-fn mark_hydrated() {}

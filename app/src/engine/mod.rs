@@ -2,18 +2,13 @@
 //! component through context.
 //!
 //! Components read the signals and call the actions ([`Engine::start`],
-//! [`Engine::next`], ...). The browser-only parts ([`socket`]: the signaling
-//! connection, a WebSocket or the HTTP fallback in `fallback`; [`media`]: camera, microphone and the WebRTC peer connection) feed
-//! server messages into [`Engine::apply`], the only place the phase changes on the
-//! server's word. On the server (SSR) the same signals render the initial page.
+//! [`Engine::next`], ...). The browser-only parts, behind [`crate::platform`] (the
+//! signaling connection, a WebSocket or the HTTP fallback; camera, microphone and the
+//! WebRTC peer connection), feed server messages into [`Engine::apply`], the only
+//! place the phase changes on the server's word. On the server (SSR) the platform does
+//! nothing and the same signals render the initial page.
 
-#[cfg(feature = "hydrate")]
-mod fallback;
-#[cfg(feature = "hydrate")]
-pub mod media;
-#[cfg(feature = "hydrate")]
-pub(crate) mod socket;
-
+use crate::platform;
 use leptos::prelude::*;
 use protocol::{
     ClientMsg, ErrorCode, IceServer, LeftReason, MatchId, Mode, OnlineCounts, Preferences, ReportReason, Role,
@@ -207,14 +202,11 @@ impl Engine {
     /// signaling socket (browser only, after hydration, so the first render matches the
     /// server's; a no-op on the server).
     pub fn connect(self) {
-        #[cfg(feature = "hydrate")]
-        {
-            if self.prefs.get_untracked().is_none() {
-                self.prefs.set(socket::load_prefs());
-            }
-            self.relay_only.set(socket::load_relay_only());
-            socket::start(self);
+        if self.prefs.get_untracked().is_none() {
+            self.prefs.set(platform::load_prefs());
         }
+        self.relay_only.set(platform::load_relay_only());
+        platform::connect(self);
     }
 
     /// Whether the server offers a TURN relay (so "Hide my IP" can work).
@@ -249,10 +241,7 @@ impl Engine {
     }
 
     fn send(&self, msg: ClientMsg) {
-        #[cfg(feature = "hydrate")]
-        socket::send(msg);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = msg;
+        platform::send(msg);
     }
 
     // ----- actions ------------------------------------------------------------------
@@ -266,17 +255,13 @@ impl Engine {
         self.notice.set(None);
         self.media_problem.set(None);
         self.prefs.set(Some(prefs.clone()));
-        #[cfg(feature = "hydrate")]
-        {
-            socket::store_prefs(&prefs);
-            socket::store_relay_only(self.relay_only.get_untracked());
-        }
+        platform::store_prefs(&prefs);
+        platform::store_relay_only(self.relay_only.get_untracked());
         match prefs.mode {
             Mode::Text => self.join(prefs),
             Mode::Video => {
                 self.phase.set(Phase::AskingMedia);
-                #[cfg(feature = "hydrate")]
-                media::acquire_then(self, move |engine| engine.join(prefs));
+                platform::acquire_then(self, move |engine| engine.join(prefs));
             }
         }
     }
@@ -319,8 +304,7 @@ impl Engine {
         self.notice.set(None);
         self.leave_server();
         self.stop_locally();
-        #[cfg(feature = "hydrate")]
-        media::release_local(self);
+        platform::release_local(self);
     }
 
     /// Tells the server we stop, if it has us in a match or in the queue.
@@ -401,8 +385,7 @@ impl Engine {
         if let Some(info) = self.current.get_untracked() {
             self.ended.set_value(Some(info.id));
         }
-        #[cfg(feature = "hydrate")]
-        media::end_peer(*self);
+        platform::end_peer(*self);
         self.stats.set(None);
     }
 
@@ -470,19 +453,13 @@ impl Engine {
                     Mode::Video => {
                         self.phase.set(Phase::Connecting);
                         // After a reload the camera has to be opened again first.
-                        #[cfg(feature = "hydrate")]
-                        media::acquire_then(self, media::start_peer);
-                        #[cfg(not(feature = "hydrate"))]
-                        self.send(ClientMsg::Ready { match_id });
+                        platform::acquire_then(self, platform::start_peer);
                     }
                 }
             }
             ServerMsg::Signal { match_id, payload, .. } => {
                 if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    #[cfg(feature = "hydrate")]
-                    media::on_signal(self, payload);
-                    #[cfg(not(feature = "hydrate"))]
-                    let _ = payload;
+                    platform::on_signal(self, payload);
                 }
             }
             ServerMsg::Chat { match_id, text } => {
@@ -511,8 +488,7 @@ impl Engine {
                 if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
                     self.ice_servers.set(ice_servers);
                     // Before the credentials in use expire: the connection moves over.
-                    #[cfg(feature = "hydrate")]
-                    media::refresh_ice(self);
+                    platform::refresh_ice(self);
                 }
             }
             ServerMsg::PeerResumed { match_id, generation } => {
@@ -526,8 +502,7 @@ impl Engine {
                         Mode::Video => {
                             // The stranger's page starts a new peer connection: so do we.
                             self.phase.set(Phase::Connecting);
-                            #[cfg(feature = "hydrate")]
-                            media::start_peer(self);
+                            platform::start_peer(self);
                         }
                     }
                 }
@@ -539,8 +514,7 @@ impl Engine {
             },
             ServerMsg::Banned { reason, until } => {
                 self.end_chat(Phase::Banned { reason, until });
-                #[cfg(feature = "hydrate")]
-                media::release_local(self);
+                platform::release_local(self);
             }
         }
     }

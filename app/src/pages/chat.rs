@@ -1,5 +1,6 @@
 use crate::components::{Logo, Notice, OnlineBadge};
 use crate::engine::{Author, Engine, Link, MediaProblem, Phase};
+use crate::platform;
 use leptos::prelude::*;
 use protocol::{LeftReason, MatchId, Mode, Preferences, ReportReason};
 
@@ -140,36 +141,13 @@ fn VideoStage() -> impl IntoView {
     // Set when the browser refused to play the stranger's audio without a click
     // (e.g. after a reload): the video plays muted and a button offers the sound.
     let needs_unmute = RwSignal::new(false);
-    #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
         engine.media_rev.track();
         if let Some(v) = remote.get() {
-            let stream = crate::engine::media::remote_stream();
-            let changed = match (v.src_object(), stream.as_ref()) {
-                (Some(old), Some(new)) => old.id() != new.id(),
-                (None, None) => false,
-                _ => true,
-            };
-            if changed {
-                v.set_src_object(stream.as_ref());
-                if stream.is_some() {
-                    let v = v.clone();
-                    leptos::task::spawn_local(async move {
-                        let Ok(p) = v.play() else { return };
-                        if wasm_bindgen_futures::JsFuture::from(p).await.is_err() {
-                            v.set_muted(true);
-                            needs_unmute.set(true);
-                            if let Ok(p) = v.play() {
-                                let _ = wasm_bindgen_futures::JsFuture::from(p).await;
-                            }
-                        }
-                    });
-                }
-            }
+            platform::show_remote_video(&v, move || needs_unmute.set(true));
         }
         if let Some(v) = local.get() {
-            let stream = crate::engine::media::local_stream();
-            v.set_src_object(stream.as_ref());
+            platform::show_local_video(&v);
         }
     });
     let overlay = move || match engine.phase.get() {
@@ -391,11 +369,9 @@ fn Controls() -> impl IntoView {
     let report_button = NodeRef::<leptos::html::Button>::new();
     let report_menu = NodeRef::<leptos::html::Div>::new();
     // The report menu opens with its first item focused.
-    #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
-        use wasm_bindgen::JsCast;
-        if let Some(first) = report_menu.get().and_then(|m| m.query_selector("button").ok().flatten()) {
-            let _ = first.unchecked_into::<web_sys::HtmlElement>().focus();
+        if let Some(menu) = report_menu.get() {
+            platform::focus_first_button(&menu);
         }
     });
     let handle = window_event_listener(leptos::ev::keydown, move |ev| {
@@ -492,8 +468,7 @@ fn Controls() -> impl IntoView {
                         aria-pressed=move || engine.mic_muted.get().to_string()
                         on:click=move |_| {
                             engine.mic_muted.update(|m| *m = !*m);
-                            #[cfg(feature = "hydrate")]
-                            crate::engine::media::apply_track_switches(engine);
+                            platform::apply_track_switches(engine);
                         }
                     >
                         {move || if engine.mic_muted.get() { "Unmute mic" } else { "Mute mic" }}
@@ -504,8 +479,7 @@ fn Controls() -> impl IntoView {
                         aria-pressed=move || engine.camera_off.get().to_string()
                         on:click=move |_| {
                             engine.camera_off.update(|m| *m = !*m);
-                            #[cfg(feature = "hydrate")]
-                            crate::engine::media::apply_track_switches(engine);
+                            platform::apply_track_switches(engine);
                         }
                     >
                         {move || if engine.camera_off.get() { "Camera on" } else { "Camera off" }}
@@ -568,29 +542,24 @@ fn Controls() -> impl IntoView {
 /// permission is granted).
 #[component]
 fn DevicePicker() -> impl IntoView {
-    #[allow(unused_variables)]
     let engine = Engine::expect();
     let devices = RwSignal::new(Vec::<(String, String, String)>::new());
-    #[cfg(feature = "hydrate")]
-    {
-        use crate::engine::media;
-        let refresh = move || leptos::task::spawn_local(async move { devices.set(media::devices().await) });
-        // Labels appear with permission (a media change); devices come and go.
-        Effect::new(move |_| {
-            engine.media_rev.track();
-            refresh();
-        });
-        let watch = StoredValue::new_local(Some(media::watch_devices(refresh)));
-        on_cleanup(move || drop(watch.try_update_value(Option::take)));
-    }
+    let refresh = move || leptos::task::spawn_local(async move { devices.set(platform::devices().await) });
+    // Labels appear with permission (a media change); devices come and go.
+    Effect::new(move |_| {
+        engine.media_rev.track();
+        refresh();
+    });
+    let watch = StoredValue::new_local(Some(platform::watch_devices(refresh)));
+    on_cleanup(move || {
+        // Stops listening (the browser's watch removes its listener when dropped).
+        let _ = watch.try_update_value(Option::take);
+    });
     let picker = move |kind: &'static str, label: &'static str| {
-        #[cfg(feature = "hydrate")]
         let active = move || {
             engine.media_rev.track();
-            crate::engine::media::active_device(kind)
+            platform::active_device(kind)
         };
-        #[cfg(not(feature = "hydrate"))]
-        let active = || None::<String>;
         view! {
             // Only when there is a choice of this kind.
             <Show when=move || devices.with(|d| d.iter().filter(|(k, _, _)| k == kind).count() > 1)>
@@ -599,11 +568,7 @@ fn DevicePicker() -> impl IntoView {
                     id=format!("pick-{kind}")
                     class="max-w-40 border-2 border-ink bg-paper px-2 py-2 text-sm rounded-sm focus-ring"
                     on:change=move |ev| {
-                        let id = event_target_value(&ev);
-                        #[cfg(feature = "hydrate")]
-                        crate::engine::media::switch_device(engine, kind, id);
-                        #[cfg(not(feature = "hydrate"))]
-                        let _ = id;
+                        platform::switch_device(engine, kind, event_target_value(&ev));
                     }
                 >
                     {move || devices.get().into_iter().filter(|(k, _, _)| k == kind).enumerate().map(|(i, (_, id, name))| {

@@ -1,13 +1,10 @@
 use crate::components::{CountryChoice, InterestsInput, Logo, ModePicker, Notice, OnlineBadge};
 use crate::engine::{Engine, Phase};
+use crate::platform;
 use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
 use protocol::{Mode, Preferences};
-
-/// localStorage key remembering that the user confirmed they are 18+ and accept the rules.
-#[cfg(feature = "hydrate")]
-const TERMS_KEY: &str = "letsmeet.terms";
 
 /// The landing page: what this is, how you want to chat, what you like, Start.
 #[component]
@@ -21,11 +18,11 @@ pub fn Landing() -> impl IntoView {
     let terms = RwSignal::new(false);
     let relay_only = engine.relay_only;
 
-    #[cfg(feature = "hydrate")]
+    // After hydration: what this browser remembers, and its language's country.
     Effect::new(move |_| {
-        terms.set(crate::engine::socket::load_flag(TERMS_KEY));
+        terms.set(platform::load_terms());
         if country.get_untracked().is_none() {
-            country.set(crate::country::browser_country());
+            country.set(platform::browser_country());
         }
     });
 
@@ -42,8 +39,7 @@ pub fn Landing() -> impl IntoView {
         if !terms.get_untracked() || !untrack(|| engine.can_act()) {
             return;
         }
-        #[cfg(feature = "hydrate")]
-        crate::engine::socket::store_flag(TERMS_KEY, true);
+        platform::store_terms(true);
         // The connection's country, when the server knows it, is the one that counts.
         let country = engine.connection_country().get_untracked().or_else(|| country.get_untracked());
         let prefs = Preferences {

@@ -20,21 +20,7 @@ fn ban_text(reason: &str, until: &str) -> String {
 /// An RFC 3339 time in the reader's language and time zone ("25 Nov 2026, 09:30");
 /// as it is on the server, or when the browser cannot read it.
 fn local_time(rfc3339: &str) -> String {
-    #[cfg(feature = "hydrate")]
-    {
-        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
-        if !date.get_time().is_nan() {
-            let options = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into());
-            let _ = js_sys::Reflect::set(&options, &"timeStyle".into(), &"short".into());
-            let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &options).format();
-            if let Some(text) = format.call1(&wasm_bindgen::JsValue::UNDEFINED, &date).ok().and_then(|t| t.as_string())
-            {
-                return text;
-            }
-        }
-    }
-    rfc3339.to_string()
+    crate::platform::local_time(rfc3339).unwrap_or_else(|| rfc3339.to_string())
 }
 
 /// Any path we do not serve.

@@ -8,7 +8,7 @@
 //! Everything a match created (connection, handlers, timers, remote stream) is
 //! released when it ends.
 
-use super::{ConnStats, Engine, MediaProblem, Phase};
+use crate::engine::{ConnStats, Engine, MediaProblem, Phase};
 use leptos::prelude::*;
 use protocol::{ClientMsg, MatchId, Role, SignalPayload};
 use std::cell::{Cell, RefCell};
@@ -339,7 +339,7 @@ pub fn start_peer(engine: Engine) {
     MEDIA.with(|m| m.borrow_mut().peer = Some(peer.clone()));
     let timer = set_interval_with_handle(move || sample_stats(engine), std::time::Duration::from_secs(2)).ok();
     MEDIA.with(|m| m.borrow_mut().stats_timer = timer);
-    crate::engine::socket::send(ClientMsg::Ready { match_id: info.id });
+    super::socket::send(ClientMsg::Ready { match_id: info.id });
 }
 
 fn new_connection(engine: Engine) -> Result<RtcPeerConnection, JsValue> {
@@ -394,8 +394,7 @@ fn handler(peer: &Peer, f: impl FnMut(JsValue) + 'static) -> js_sys::Function {
 
 fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
     let (match_id, generation) = (peer.match_id, Some(peer.generation));
-    let send =
-        move |payload: SignalPayload| crate::engine::socket::send(ClientMsg::Signal { match_id, payload, generation });
+    let send = move |payload: SignalPayload| super::socket::send(ClientMsg::Signal { match_id, payload, generation });
 
     let p = Rc::downgrade(peer);
     peer.pc.set_onnegotiationneeded(Some(&handler(peer, move |_| {
@@ -585,7 +584,7 @@ async fn apply_signal(peer: &Rc<Peer>, payload: SignalPayload) -> Result<(), JsV
             let answer: RtcSessionDescriptionInit = answer.unchecked_into();
             JsFuture::from(peer.pc.set_local_description(&answer)).await?;
             if let Some(desc) = peer.pc.local_description() {
-                crate::engine::socket::send(ClientMsg::Signal {
+                super::socket::send(ClientMsg::Signal {
                     match_id,
                     payload: SignalPayload::Answer { sdp: desc.sdp() },
                     generation,

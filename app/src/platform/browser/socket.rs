@@ -9,7 +9,8 @@
 //! switches back when one opens and no chat would be interrupted.
 
 use super::fallback::{self, Sse};
-use super::{Engine, Link, Phase, Transport};
+use super::storage::{load_fallback, load_token, store_fallback, store_token};
+use crate::engine::{Engine, Link, Phase, Transport};
 use leptos::prelude::*;
 use protocol::{ClientMsg, ServerMsg, close};
 use std::cell::{Cell, RefCell};
@@ -18,15 +19,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-/// sessionStorage key of the resume token: per tab, survives reloads of that tab.
-const RESUME_KEY: &str = "letsmeet.resume";
-/// sessionStorage key of the last preferences, so a reload mid-chat knows the mode.
-const PREFS_KEY: &str = "letsmeet.prefs";
-/// sessionStorage key set while this tab uses the fallback transport.
-const TRANSPORT_KEY: &str = "letsmeet.transport";
-/// localStorage key of the "Hide my IP" choice: it must hold across reloads and tabs,
-/// or a reloaded chat would offer the stranger our address.
-const RELAY_KEY: &str = "letsmeet.relay";
 const BACKOFF_BASE_MS: f64 = 500.0;
 const BACKOFF_MAX_MS: f64 = 15_000.0;
 /// A WebSocket that has not brought `welcome` by then counts as blocked (a proxy that
@@ -69,7 +61,7 @@ thread_local! {
 /// Sends a message if the connection is open. Otherwise a join/next/stop waits for the
 /// next `welcome`; per-match messages are dropped (that match's state is re-sent on
 /// resume, and the page shows that it is reconnecting).
-pub(crate) fn send(msg: ClientMsg) {
+pub fn send(msg: ClientMsg) {
     let sent = LIVE.with(|live| match &*live.borrow() {
         Some(Live::Ws { ws, .. }) if ws.ready_state() == WebSocket::OPEN => {
             if let Err(e) = ws.send_with_str(&msg.to_json()) {
@@ -100,7 +92,7 @@ fn flush_pending() {
     }
 }
 
-pub(super) fn start(engine: Engine) {
+pub fn start(engine: Engine) {
     if load_fallback() {
         engine.transport.set(Transport::Fallback);
     }
@@ -347,63 +339,4 @@ fn url() -> String {
     let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
     let host = location.host().unwrap_or_default();
     format!("{scheme}://{host}/ws?hello=1")
-}
-
-fn load_fallback() -> bool {
-    storage().and_then(|s| s.get_item(TRANSPORT_KEY).ok().flatten()).as_deref() == Some("fallback")
-}
-
-fn store_fallback(on: bool) {
-    if let Some(s) = storage() {
-        let _ = if on { s.set_item(TRANSPORT_KEY, "fallback") } else { s.remove_item(TRANSPORT_KEY) };
-    }
-}
-
-fn storage() -> Option<web_sys::Storage> {
-    window().session_storage().ok().flatten()
-}
-
-fn load_token() -> Option<String> {
-    storage()?.get_item(RESUME_KEY).ok().flatten().filter(|t| protocol::ResumeToken::parse(t).is_some())
-}
-
-fn store_token(token: Option<&str>) {
-    if let Some(s) = storage() {
-        let _ = match token {
-            Some(t) => s.set_item(RESUME_KEY, t),
-            None => s.remove_item(RESUME_KEY),
-        };
-    }
-}
-
-/// The preferences of this tab's last start, if any.
-pub(super) fn load_prefs() -> Option<protocol::Preferences> {
-    let text = storage()?.get_item(PREFS_KEY).ok().flatten()?;
-    serde_json::from_str::<protocol::Preferences>(&text).ok()?.normalize().ok()
-}
-
-pub(super) fn store_prefs(prefs: &protocol::Preferences) {
-    if let (Some(s), Ok(text)) = (storage(), serde_json::to_string(prefs)) {
-        let _ = s.set_item(PREFS_KEY, &text);
-    }
-}
-
-/// A yes/no choice remembered in this browser (localStorage), false when unset.
-pub(crate) fn load_flag(key: &str) -> bool {
-    window().local_storage().ok().flatten().and_then(|s| s.get_item(key).ok().flatten()).as_deref() == Some("yes")
-}
-
-pub(crate) fn store_flag(key: &str, on: bool) {
-    if let Some(s) = window().local_storage().ok().flatten() {
-        let _ = s.set_item(key, if on { "yes" } else { "no" });
-    }
-}
-
-/// Whether the user chose "Hide my IP" (relay-only ICE).
-pub(super) fn load_relay_only() -> bool {
-    load_flag(RELAY_KEY)
-}
-
-pub(super) fn store_relay_only(relay_only: bool) {
-    store_flag(RELAY_KEY, relay_only);
 }

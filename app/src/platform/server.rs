@@ -1,0 +1,60 @@
+//! The server side of the platform seam: server-side rendering has no socket, camera,
+//! storage or DOM, so every function does nothing and every question has the answer
+//! a fresh page would have. The signatures match `browser`'s.
+
+use crate::engine::Engine;
+use leptos::web_sys::{HtmlElement, HtmlVideoElement};
+use protocol::{ClientMsg, Preferences, SignalPayload};
+
+pub fn connect(_engine: Engine) {}
+pub fn send(_msg: ClientMsg) {}
+
+pub fn acquire_then(_engine: Engine, _then: impl FnOnce(Engine) + 'static) {}
+pub fn start_peer(_engine: Engine) {}
+pub fn end_peer(_engine: Engine) {}
+pub fn release_local(_engine: Engine) {}
+pub fn on_signal(_engine: Engine, _payload: SignalPayload) {}
+pub fn refresh_ice(_engine: Engine) {}
+pub fn apply_track_switches(_engine: Engine) {}
+pub async fn devices() -> Vec<(String, String, String)> {
+    Vec::new()
+}
+pub fn active_device(_kind: &str) -> Option<String> {
+    None
+}
+pub fn switch_device(_engine: Engine, _kind: &'static str, _device_id: String) {}
+
+/// Nothing to watch on the server.
+#[derive(Debug)]
+pub struct DeviceWatch;
+pub fn watch_devices(_on_change: impl FnMut() + 'static) -> DeviceWatch {
+    DeviceWatch
+}
+
+pub fn show_remote_video(_video: &HtmlVideoElement, _sound_blocked: impl Fn() + 'static) {}
+pub fn show_local_video(_video: &HtmlVideoElement) {}
+pub fn focus_first_button(_container: &HtmlElement) {}
+
+pub fn local_time(_rfc3339: &str) -> Option<String> {
+    None
+}
+pub fn region_name(_code: &str) -> Option<String> {
+    None
+}
+pub fn browser_country() -> Option<String> {
+    None
+}
+pub fn mark_hydrated() {}
+
+pub fn load_prefs() -> Option<Preferences> {
+    None
+}
+pub fn store_prefs(_prefs: &Preferences) {}
+pub fn load_relay_only() -> bool {
+    false
+}
+pub fn store_relay_only(_relay_only: bool) {}
+pub fn load_terms() -> bool {
+    false
+}
+pub fn store_terms(_accepted: bool) {}
