@@ -27,6 +27,7 @@ pub fn Chat() -> impl IntoView {
             data-remote-candidates=move || engine.remote_candidate_types.get().join(" ")
             data-phase=phase_name data-mode=move || match mode() { Mode::Video => "video", Mode::Text => "text" }>
             <header class="flex flex-wrap items-center justify-between gap-3 border-b-2 border-ink px-4 py-3">
+                <h1 class="sr-only">"Chat with a stranger"</h1>
                 <Logo />
                 <div class="flex flex-wrap items-center gap-2">
                     <ConnectionBadge />
@@ -36,7 +37,7 @@ pub fn Chat() -> impl IntoView {
             <Notice class="mx-4 mt-4" />
             <MediaTrouble />
             <main
-                class="grid flex-1 gap-4 p-4 md:min-h-0"
+                class="grid flex-1 grid-cols-[minmax(0,1fr)] gap-4 p-4 md:min-h-0"
                 class=("md:grid-cols-[minmax(0,1fr)_24rem]", video)
                 class=("mx-auto w-full max-w-3xl", move || !video())
             >
@@ -215,7 +216,7 @@ fn ChatPanel() -> impl IntoView {
     // Why the input is closed, if it is: a line must never vanish unsent.
     let closed_because = move || {
         if engine.current.get().is_none() {
-            Some("Chat opens when you're matched")
+            Some("Not matched yet")
         } else if engine.link.get() != Link::Connected {
             Some("Reconnecting to the server…")
         } else if engine.phase.get() == Phase::PeerReconnecting {
