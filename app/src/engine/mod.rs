@@ -393,18 +393,7 @@ impl Engine {
     pub fn apply(self, msg: ServerMsg) {
         match msg {
             ServerMsg::Welcome { online, ice_servers, resumed, relay, country, .. } => {
-                self.relay_offered.set(relay);
-                self.country.set(country);
-                self.link.set(Link::Connected);
-                // Let in again: whatever ban there was is over.
-                if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
-                    self.phase.set(Phase::Idle);
-                }
-                self.online.set(Some(online));
-                self.ice_servers.set(ice_servers);
-                if !resumed {
-                    self.session_lost();
-                }
+                self.welcomed(online, ice_servers, resumed, relay, country)
             }
             ServerMsg::Online(counts) => self.online.set(Some(counts)),
             // Both may answer a join we have stopped since (the server does not answer
@@ -417,95 +406,7 @@ impl Engine {
                 if let Some(servers) = ice_servers {
                     self.ice_servers.set(servers);
                 }
-                let mode = self.prefs.get_untracked().map_or(Mode::Text, |p| p.mode);
-                // The server may also name a country the stranger picked without
-                // insisting on it; "both from" only holds when we insisted too.
-                let insisted = self.prefs.get_untracked().is_some_and(|p| p.same_country);
-                let shared_country = peer_country.filter(|_| insisted);
-                let same = self.current.get_untracked().is_some_and(|m| m.id == match_id)
-                    || self.ended.get_value() == Some(match_id);
-                if !same {
-                    // A new stranger: the previous conversation goes.
-                    self.log.set(Vec::new());
-                    let met = met_line(&common_interests, shared_country.as_deref());
-                    let hello = if common_interests.is_empty() && shared_country.is_none() {
-                        format!("{met} Say hi!")
-                    } else {
-                        met
-                    };
-                    self.push_line(Author::System, hello);
-                }
-                let generation = generation.unwrap_or(0);
-                self.current.set(Some(MatchInfo {
-                    id: match_id,
-                    role,
-                    mode,
-                    common_interests,
-                    shared_country,
-                    generation,
-                }));
-                self.peer_typing.set(false);
-                match mode {
-                    Mode::Text => {
-                        self.phase.set(Phase::Connected);
-                        self.send(ClientMsg::Ready { match_id });
-                    }
-                    Mode::Video => {
-                        self.phase.set(Phase::Connecting);
-                        // After a reload the camera has to be opened again first.
-                        platform::acquire_then(self, platform::start_peer);
-                    }
-                }
-            }
-            ServerMsg::Signal { match_id, payload, .. } => {
-                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    platform::on_signal(self, payload);
-                }
-            }
-            ServerMsg::Chat { match_id, text } => {
-                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    self.peer_typing.set(false);
-                    self.push_line(Author::Stranger, text);
-                }
-            }
-            ServerMsg::Typing { match_id, typing } => {
-                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    self.peer_typing.set(typing);
-                }
-            }
-            ServerMsg::PeerLeft { match_id, reason } => {
-                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    self.push_line(Author::System, "Stranger has disconnected.");
-                    self.end_chat(Phase::PeerLeft(reason));
-                }
-            }
-            ServerMsg::PeerReconnecting { match_id } => {
-                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    self.phase.set(Phase::PeerReconnecting);
-                }
-            }
-            ServerMsg::IceServers { match_id, ice_servers } => {
-                if self.current.get_untracked().is_some_and(|m| m.id == match_id) {
-                    self.ice_servers.set(ice_servers);
-                    // Before the credentials in use expire: the connection moves over.
-                    platform::refresh_ice(self);
-                }
-            }
-            ServerMsg::PeerResumed { match_id, generation } => {
-                if let Some(mut info) = self.current.get_untracked().filter(|m| m.id == match_id) {
-                    if let Some(g) = generation {
-                        info.generation = g;
-                        self.current.set(Some(info.clone()));
-                    }
-                    match info.mode {
-                        Mode::Text => self.phase.set(Phase::Connected),
-                        Mode::Video => {
-                            // The stranger's page starts a new peer connection: so do we.
-                            self.phase.set(Phase::Connecting);
-                            platform::start_peer(self);
-                        }
-                    }
-                }
+                self.matched(match_id, role, common_interests, peer_country, generation.unwrap_or(0));
             }
             ServerMsg::Error { code, message, .. } => match code {
                 // Races with a match that just ended: nothing for the user to do.
@@ -515,6 +416,122 @@ impl Engine {
             ServerMsg::Banned { reason, until } => {
                 self.end_chat(Phase::Banned { reason, until });
                 platform::release_local(self);
+            }
+            about_a_match => self.in_match(about_a_match),
+        }
+    }
+
+    fn welcomed(
+        self,
+        online: OnlineCounts,
+        ice_servers: Vec<IceServer>,
+        resumed: bool,
+        relay: bool,
+        country: Option<String>,
+    ) {
+        self.relay_offered.set(relay);
+        self.country.set(country);
+        self.link.set(Link::Connected);
+        // Let in again: whatever ban there was is over.
+        if matches!(self.phase.get_untracked(), Phase::Banned { .. }) {
+            self.phase.set(Phase::Idle);
+        }
+        self.online.set(Some(online));
+        self.ice_servers.set(ice_servers);
+        if !resumed {
+            self.session_lost();
+        }
+    }
+
+    fn matched(
+        self,
+        match_id: MatchId,
+        role: Role,
+        common_interests: Vec<String>,
+        peer_country: Option<String>,
+        generation: u32,
+    ) {
+        let mode = self.prefs.get_untracked().map_or(Mode::Text, |p| p.mode);
+        // The server may also name a country the stranger picked without insisting on
+        // it; "both from" only holds when we insisted too.
+        let insisted = self.prefs.get_untracked().is_some_and(|p| p.same_country);
+        let shared_country = peer_country.filter(|_| insisted);
+        let same =
+            self.current.get_untracked().is_some_and(|m| m.id == match_id) || self.ended.get_value() == Some(match_id);
+        if !same {
+            // A new stranger: the previous conversation goes.
+            self.log.set(Vec::new());
+            let met = met_line(&common_interests, shared_country.as_deref());
+            let hello =
+                if common_interests.is_empty() && shared_country.is_none() { format!("{met} Say hi!") } else { met };
+            self.push_line(Author::System, hello);
+        }
+        self.current.set(Some(MatchInfo { id: match_id, role, mode, common_interests, shared_country, generation }));
+        self.peer_typing.set(false);
+        match mode {
+            Mode::Text => {
+                self.phase.set(Phase::Connected);
+                self.send(ClientMsg::Ready { match_id });
+            }
+            Mode::Video => {
+                self.phase.set(Phase::Connecting);
+                // After a reload the camera has to be opened again first.
+                platform::acquire_then(self, platform::start_peer);
+            }
+        }
+    }
+
+    /// A message about one match: it counts only for the current one (the server may
+    /// still be telling us about a match we have left).
+    fn in_match(self, msg: ServerMsg) {
+        let Some(info) = self.current.get_untracked() else { return };
+        let about = match &msg {
+            ServerMsg::Signal { match_id, .. }
+            | ServerMsg::Chat { match_id, .. }
+            | ServerMsg::Typing { match_id, .. }
+            | ServerMsg::PeerLeft { match_id, .. }
+            | ServerMsg::PeerReconnecting { match_id }
+            | ServerMsg::IceServers { match_id, .. }
+            | ServerMsg::PeerResumed { match_id, .. } => *match_id,
+            _ => return,
+        };
+        if about != info.id {
+            return;
+        }
+        match msg {
+            ServerMsg::Signal { payload, .. } => platform::on_signal(self, payload),
+            ServerMsg::Chat { text, .. } => {
+                self.peer_typing.set(false);
+                self.push_line(Author::Stranger, text);
+            }
+            ServerMsg::Typing { typing, .. } => self.peer_typing.set(typing),
+            ServerMsg::PeerLeft { reason, .. } => {
+                self.push_line(Author::System, "Stranger has disconnected.");
+                self.end_chat(Phase::PeerLeft(reason));
+            }
+            ServerMsg::PeerReconnecting { .. } => self.phase.set(Phase::PeerReconnecting),
+            ServerMsg::IceServers { ice_servers, .. } => {
+                self.ice_servers.set(ice_servers);
+                // Before the credentials in use expire: the connection moves over.
+                platform::refresh_ice(self);
+            }
+            ServerMsg::PeerResumed { generation, .. } => self.peer_resumed(info, generation),
+            _ => {}
+        }
+    }
+
+    /// The stranger is back: a new negotiation generation, and a new peer connection.
+    fn peer_resumed(self, mut info: MatchInfo, generation: Option<u32>) {
+        if let Some(g) = generation {
+            info.generation = g;
+            self.current.set(Some(info.clone()));
+        }
+        match info.mode {
+            Mode::Text => self.phase.set(Phase::Connected),
+            Mode::Video => {
+                // The stranger's page starts a new peer connection: so do we.
+                self.phase.set(Phase::Connecting);
+                platform::start_peer(self);
             }
         }
     }
