@@ -209,9 +209,66 @@ fn VideoStage() -> impl IntoView {
 #[component]
 fn ChatPanel() -> impl IntoView {
     let engine = Engine::expect();
+    view! {
+        <section class="flex min-h-[18rem] flex-col border-2 border-ink bg-paper shadow-hard rounded-sm md:min-h-0" aria-label="Text chat">
+            <p class="border-b-2 border-ink px-4 py-2 text-sm font-semibold" role="status" aria-live="polite" data-testid="status">
+                {move || status_text(engine)}
+            </p>
+            <ChatLog />
+            <p class="h-6 px-4 text-sm italic opacity-70" aria-live="polite" data-testid="typing">
+                {move || engine.peer_typing.get().then_some("Stranger is typing…")}
+            </p>
+            <Composer />
+        </section>
+    }
+}
+
+/// The conversation, newest line in view.
+#[component]
+fn ChatLog() -> impl IntoView {
+    let engine = Engine::expect();
+    let log_ref = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        engine.log.track();
+        engine.peer_typing.track();
+        if let Some(el) = log_ref.get() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+    view! {
+        <div node_ref=log_ref class="flex-1 overflow-y-auto px-4 py-3" role="log" aria-live="polite" aria-label="Messages" data-testid="log">
+            <ol class="space-y-2">
+                <For each=move || engine.log.get() key=|line| line.seq let:line>
+                    {match line.author {
+                        Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
+                        who => {
+                            // Ours on the right in teal, theirs on the left in yellow.
+                            let (author, side, colour, prefix) = match who {
+                                Author::Me => ("me", "justify-end", "bg-teal", "You: "),
+                                _ => ("stranger", "justify-start", "bg-yellow", "Stranger: "),
+                            };
+                            view! {
+                                <li class=format!("flex {side}") data-author=author>
+                                    <span class=format!("max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink {colour} px-3 py-1.5 text-onaccent rounded-sm")>
+                                        <span class="sr-only">{prefix}</span>{line.text}
+                                    </span>
+                                </li>
+                            }.into_any()
+                        }
+                    }}
+                </For>
+            </ol>
+        </div>
+    }
+}
+
+/// The message input: closed while there is nobody to hear it, and it tells the
+/// stranger we are typing (until 3 s without a key).
+#[component]
+fn Composer() -> impl IntoView {
+    let engine = Engine::expect();
     let draft = RwSignal::new(String::new());
     let typing_sent = StoredValue::new(false);
-    let log_ref = NodeRef::<leptos::html::Div>::new();
     // Why the input is closed, if it is: a line must never vanish unsent.
     let closed_because = move || {
         if engine.current.get().is_none() {
@@ -225,7 +282,6 @@ fn ChatPanel() -> impl IntoView {
         }
     };
     let can_chat = move || closed_because().is_none();
-
     let stop_typing = move || {
         if typing_sent.get_value() {
             typing_sent.set_value(false);
@@ -256,62 +312,22 @@ fn ChatPanel() -> impl IntoView {
             draft.set(String::new());
         }
     };
-    // Keep the newest line in view.
-    Effect::new(move |_| {
-        engine.log.track();
-        engine.peer_typing.track();
-        if let Some(el) = log_ref.get() {
-            el.set_scroll_top(el.scroll_height());
-        }
-    });
-
     view! {
-        <section class="flex min-h-[18rem] flex-col border-2 border-ink bg-paper shadow-hard rounded-sm md:min-h-0" aria-label="Text chat">
-            <p class="border-b-2 border-ink px-4 py-2 text-sm font-semibold" role="status" aria-live="polite" data-testid="status">
-                {move || status_text(engine)}
-            </p>
-            <div node_ref=log_ref class="flex-1 overflow-y-auto px-4 py-3" role="log" aria-live="polite" aria-label="Messages" data-testid="log">
-                <ol class="space-y-2">
-                    <For each=move || engine.log.get() key=|line| line.seq let:line>
-                        {match line.author {
-                            Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
-                            who => {
-                                // Ours on the right in teal, theirs on the left in yellow.
-                                let (author, side, colour, prefix) = match who {
-                                    Author::Me => ("me", "justify-end", "bg-teal", "You: "),
-                                    _ => ("stranger", "justify-start", "bg-yellow", "Stranger: "),
-                                };
-                                view! {
-                                    <li class=format!("flex {side}") data-author=author>
-                                        <span class=format!("max-w-[85%] whitespace-pre-wrap break-words border-2 border-ink {colour} px-3 py-1.5 text-onaccent rounded-sm")>
-                                            <span class="sr-only">{prefix}</span>{line.text}
-                                        </span>
-                                    </li>
-                                }.into_any()
-                            }
-                        }}
-                    </For>
-                </ol>
-            </div>
-            <p class="h-6 px-4 text-sm italic opacity-70" aria-live="polite" data-testid="typing">
-                {move || engine.peer_typing.get().then_some("Stranger is typing…")}
-            </p>
-            <form class="flex gap-2 border-t-2 border-ink p-3" on:submit=submit>
-                <label for="message" class="sr-only">"Message"</label>
-                <input
-                    id="message"
-                    type="text"
-                    autocomplete="off"
-                    maxlength=protocol::limits::MAX_CHAT_CHARS.to_string()
-                    placeholder=move || closed_because().unwrap_or("Type a message…")
-                    class="min-w-0 flex-1 border-2 border-ink bg-paper px-3 py-2 rounded-sm focus-ring"
-                    prop:value=move || draft.get()
-                    prop:disabled=move || !can_chat()
-                    on:input=on_input
-                />
-                <button type="submit" class="btn btn-primary py-2" prop:disabled=move || !can_chat()>"Send"</button>
-            </form>
-        </section>
+        <form class="flex gap-2 border-t-2 border-ink p-3" on:submit=submit>
+            <label for="message" class="sr-only">"Message"</label>
+            <input
+                id="message"
+                type="text"
+                autocomplete="off"
+                maxlength=protocol::limits::MAX_CHAT_CHARS.to_string()
+                placeholder=move || closed_because().unwrap_or("Type a message…")
+                class="min-w-0 flex-1 border-2 border-ink bg-paper px-3 py-2 rounded-sm focus-ring"
+                prop:value=move || draft.get()
+                prop:disabled=move || !can_chat()
+                on:input=on_input
+            />
+            <button type="submit" class="btn btn-primary py-2" prop:disabled=move || !can_chat()>"Send"</button>
+        </form>
     }
 }
 
