@@ -201,7 +201,7 @@ fn StopButton(flow: NextFlow) -> impl IntoView {
             class="btn-danger"
             testid="stop"
             disabled=Signal::derive(move || !engine.can_act() || engine.phase.get() == Phase::Idle)
-            on_click=move || {
+            on_click=move |()| {
                 flow.countdown.set(None);
                 engine.stop();
             }
@@ -222,14 +222,14 @@ fn MediaToggles() -> impl IntoView {
     let mic = Signal::derive(move || if engine.mic_muted.get() { "Unmute mic" } else { "Mute mic" });
     let camera = Signal::derive(move || if engine.camera_off.get() { "Camera on" } else { "Camera off" });
     view! {
-        <IconButton label=mic pressed=engine.mic_muted.into() on_click=move || toggle(engine.mic_muted)>
+        <IconButton label=mic pressed=engine.mic_muted.into() on_click=move |()| toggle(engine.mic_muted)>
             <path d="M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3z" />
             <path d="M5 11a7 7 0 0 0 14 0M12 18v3" />
             <Show when=move || engine.mic_muted.get()>
                 <path d="M3 3l18 18" />
             </Show>
         </IconButton>
-        <IconButton label=camera pressed=engine.camera_off.into() on_click=move || toggle(engine.camera_off)>
+        <IconButton label=camera pressed=engine.camera_off.into() on_click=move |()| toggle(engine.camera_off)>
             <path d="M3 7h12v10H3z" />
             <path d="M15 11l6-3v8l-6-3" />
             <Show when=move || engine.camera_off.get()>
@@ -250,7 +250,7 @@ fn Settings(video: Signal<bool>) -> impl IntoView {
                 label=Signal::stored("Settings")
                 expanded=Signal::derive(move || open.get())
                 controls="chat-settings"
-                on_click=move || open.update(|o| *o = !*o)
+                on_click=move |()| open.update(|o| *o = !*o)
             >
                 <circle cx="12" cy="12" r="3" />
                 <path d="M12 2v3M12 19v3M2 12h3M19 12h3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M4.9 19.1 7 17M17 7l2.1-2.1" />
@@ -401,7 +401,7 @@ fn BlockButton(flow: NextFlow) -> impl IntoView {
             label=Signal::stored("Block")
             class="btn-danger"
             disabled=Signal::derive(move || !can_block())
-            on_click=move || engine.block()
+            on_click=move |()| engine.block()
         >
             <circle cx="12" cy="12" r="8" />
             <path d="M6.5 6.5l11 11" />
@@ -414,7 +414,9 @@ fn BlockButton(flow: NextFlow) -> impl IntoView {
 #[component]
 fn IconButton(
     label: Signal<&'static str>,
-    on_click: impl Fn() + 'static,
+    // A callback, not a generic closure: one copy of this component in the wasm
+    // instead of one per button.
+    #[prop(into)] on_click: Callback<()>,
     children: Children,
     #[prop(optional)] class: &'static str,
     #[prop(optional)] testid: Option<&'static str>,
@@ -435,7 +437,7 @@ fn IconButton(
             aria-controls=controls
             aria-expanded=move || expanded.map(|e| e.get().to_string())
             prop:disabled=move || disabled.is_some_and(|d| d.get())
-            on:click=move |_| on_click()
+            on:click=move |_| on_click.run(())
         >
             <Icon>{children()}</Icon>
             <span class="hidden sm:inline">{move || label.get()}</span>
