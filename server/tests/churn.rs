@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const CLIENTS: usize = 300;
 const RUN_FOR: Duration = Duration::from_secs(6);
+/// Resumes per session, under the server's burst of 5 (a faster client is refused).
+const MAX_RESUMES: u32 = 4;
 const TOPICS: [&str; 20] = [
     "music", "movies", "chess", "go", "art", "books", "rust", "games", "travel", "food", "cats", "dogs", "anime",
     "football", "tennis", "science", "history", "memes", "cooking", "hiking",
@@ -87,6 +89,9 @@ struct Sim {
     /// messages the peer sent before the server saw ours can still arrive, until the
     /// server confirms with `queued` or `matched`.
     leaving: Option<MatchId>,
+    /// Resumes of this session so far: the server allows a burst of
+    /// `hub::config::RESUME_RATE` (5) before it closes one with 1008.
+    resumes: u32,
     registry: Registry,
     counters: Arc<Counters>,
 }
@@ -224,8 +229,9 @@ impl Sim {
                 self.send(ClientMsg::Stop).await;
                 self.join().await;
             }
-            46..=48 => {
+            46..=48 if self.resumes < MAX_RESUMES => {
                 // Network blip: drop the socket and resume the same session.
+                self.resumes += 1;
                 let (ws, session, token) = Self::connect(url, Some(&self.token)).await;
                 let old = std::mem::replace(&mut self.ws, ws);
                 drop(old);
@@ -241,6 +247,7 @@ impl Sim {
                 self.ws = ws;
                 self.session = session;
                 self.token = token;
+                self.resumes = 0;
                 self.current = None;
                 self.leaving = None;
                 self.join().await;
@@ -252,8 +259,17 @@ impl Sim {
 
 async fn simulate(seed: u64, url: String, deadline: tokio::time::Instant, registry: Registry, counters: Arc<Counters>) {
     let (ws, session, token) = Sim::connect(&url, None).await;
-    let mut sim =
-        Sim { rng: Lcg(seed * 7919 + 1), ws, session, token, current: None, leaving: None, registry, counters };
+    let mut sim = Sim {
+        rng: Lcg(seed * 7919 + 1),
+        ws,
+        session,
+        token,
+        current: None,
+        leaving: None,
+        resumes: 0,
+        registry,
+        counters,
+    };
     sim.join().await;
     let mut next_act = tokio::time::Instant::now();
     loop {
