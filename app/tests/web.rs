@@ -135,17 +135,17 @@ async fn the_online_badge_shows_what_the_server_says() {
     assert_eq!(badge.get_attribute("data-count"), None);
 
     engine.apply(ServerMsg::Online(OnlineCounts { count: 1234, chatting: 56 }));
-    engine.link.set(app::engine::Link::Connected);
+    engine.link_changed(app::engine::Link::Connected);
     settle().await;
     assert_eq!(badge.text_content().unwrap().trim(), "1,234 online · 56 chatting");
     assert_eq!(badge.get_attribute("data-count").as_deref(), Some("1234"));
 
-    engine.link.set(app::engine::Link::Reconnecting);
+    engine.link_changed(app::engine::Link::Reconnecting);
     settle().await;
     assert!(badge.text_content().unwrap().contains("reconnecting"));
 
     // Closed for good (banned): no green light.
-    engine.link.set(app::engine::Link::Closed);
+    engine.link_changed(app::engine::Link::Closed);
     settle().await;
     assert_eq!(badge.text_content().unwrap().trim(), "Disconnected");
     assert!(query(&badge, "span").class_list().contains("bg-coral"));
@@ -224,7 +224,7 @@ mod state_machine {
     }
 
     fn texts(e: &Engine, author: Author) -> Vec<String> {
-        e.log.get_untracked().into_iter().filter(|l| l.author == author).map(|l| l.text).collect()
+        e.chat.log.get_untracked().into_iter().filter(|l| l.author == author).map(|l| l.text).collect()
     }
 
     #[wasm_bindgen_test]
@@ -232,16 +232,16 @@ mod state_machine {
         let e = engine();
         e.apply(welcome(false));
         e.start(Preferences::new(Mode::Text));
-        assert_eq!(e.phase.get_untracked(), Phase::Waiting);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Waiting);
         e.apply(ServerMsg::Queued { mode: Mode::Text });
         e.apply(matched(7, &["chess", "go"]));
-        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
         assert_eq!(texts(&e, Author::System), vec!["You're now chatting with a stranger. You both like chess and go."]);
         let id = MatchId(Uuid::from_u128(7));
         e.apply(ServerMsg::Typing { match_id: id, typing: true });
-        assert!(e.peer_typing.get_untracked());
+        assert!(e.chat.peer_typing.get_untracked());
         e.apply(ServerMsg::Chat { match_id: id, text: "hi".into() });
-        assert!(!e.peer_typing.get_untracked(), "a message ends the typing indicator");
+        assert!(!e.chat.peer_typing.get_untracked(), "a message ends the typing indicator");
         e.say("  hello  ");
         e.say("   ");
         assert_eq!(texts(&e, Author::Stranger), vec!["hi"]);
@@ -250,17 +250,17 @@ mod state_machine {
         e.apply(ServerMsg::Chat { match_id: MatchId(Uuid::from_u128(8)), text: "intruder".into() });
         assert_eq!(texts(&e, Author::Stranger), vec!["hi"]);
         e.apply(ServerMsg::PeerReconnecting { match_id: id });
-        assert_eq!(e.phase.get_untracked(), Phase::PeerReconnecting);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::PeerReconnecting);
         e.apply(ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
-        assert_eq!(e.phase.get_untracked(), Phase::Connected);
-        assert_eq!(e.current.get_untracked().map(|m| m.generation), Some(1), "signals now carry generation 1");
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.chat.current.get_untracked().map(|m| m.generation), Some(1), "signals now carry generation 1");
         e.apply(ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
-        assert_eq!(e.phase.get_untracked(), Phase::PeerLeft(LeftReason::Skipped));
+        assert_eq!(e.chat.phase.get_untracked(), Phase::PeerLeft(LeftReason::Skipped));
         assert_eq!(texts(&e, Author::Stranger), vec!["hi"], "history stays after the stranger leaves");
-        assert!(e.current.get_untracked().is_none());
+        assert!(e.chat.current.get_untracked().is_none());
         // The next match starts a fresh conversation.
         e.next();
-        assert_eq!(e.phase.get_untracked(), Phase::Waiting);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Waiting);
         e.apply(matched(9, &[]));
         assert!(texts(&e, Author::Stranger).is_empty());
         assert_eq!(texts(&e, Author::System), vec!["You're now chatting with a stranger. Say hi!"]);
@@ -285,7 +285,7 @@ mod state_machine {
             relay,
             country,
         });
-        assert_eq!(e.connection_country().get_untracked().as_deref(), Some("DE"));
+        assert_eq!(e.link.country.get_untracked().as_deref(), Some("DE"));
         let with_country = |id, country: &str| match matched(id, &[]) {
             ServerMsg::Matched { peer_country: _, match_id, role, common_interests, ice_servers, generation } => {
                 let peer_country = Some(country.to_string());
@@ -311,10 +311,10 @@ mod state_machine {
         e.apply(matched(3, &[]));
         // Reconnected, but the server no longer knew us: the chat is over.
         e.apply(welcome(false));
-        assert_eq!(e.phase.get_untracked(), Phase::PeerLeft(LeftReason::Disconnected));
+        assert_eq!(e.chat.phase.get_untracked(), Phase::PeerLeft(LeftReason::Disconnected));
         assert!(texts(&e, Author::System).iter().any(|t| t.contains("Connection lost")));
         e.apply(ServerMsg::Banned { reason: "reports".into(), until: "2030-01-01T00:00:00Z".into() });
-        assert!(matches!(e.phase.get_untracked(), Phase::Banned { .. }));
+        assert!(matches!(e.chat.phase.get_untracked(), Phase::Banned { .. }));
         assert!(!e.in_chat());
     }
 
@@ -326,7 +326,7 @@ mod state_machine {
         e.apply(ServerMsg::error(protocol::ErrorCode::InvalidPreferences, "country \"XX\" is not an ISO code", None));
         assert!(e.notice.get_untracked().unwrap().contains("XX"));
         e.stop();
-        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Idle);
     }
 
     #[wasm_bindgen_test]
@@ -337,11 +337,11 @@ mod state_machine {
         e.start(Preferences::new(Mode::Text));
         e.apply(matched(11, &[]));
         settle().await;
-        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
         drop(screen);
         settle().await;
-        assert_eq!(e.phase.get_untracked(), Phase::Idle);
-        assert!(e.current.get_untracked().is_none());
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Idle);
+        assert!(e.chat.current.get_untracked().is_none());
     }
 
     #[wasm_bindgen_test]
@@ -352,17 +352,17 @@ mod state_machine {
         e.stop();
         // Paired just before our stop reached the server: that match is already over.
         e.apply(matched(21, &[]));
-        assert_eq!(e.phase.get_untracked(), Phase::Idle);
-        assert!(e.current.get_untracked().is_none());
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Idle);
+        assert!(e.chat.current.get_untracked().is_none());
         e.start(Preferences::new(Mode::Text));
         e.apply(matched(22, &[]));
-        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
         e.apply(ServerMsg::Banned { reason: "reports".into(), until: "2030-01-01T00:00:00Z".into() });
         e.apply(matched(23, &[]));
-        assert!(matches!(e.phase.get_untracked(), Phase::Banned { .. }), "no match while banned");
+        assert!(matches!(e.chat.phase.get_untracked(), Phase::Banned { .. }), "no match while banned");
         // Welcomed again later: the ban is over.
         e.apply(welcome(false));
-        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Idle);
         assert!(e.can_act());
     }
 
@@ -371,11 +371,11 @@ mod state_machine {
         let e = engine();
         e.apply(welcome(true));
         e.apply(ServerMsg::Queued { mode: Mode::Text });
-        assert_eq!(e.phase.get_untracked(), Phase::Waiting);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Waiting);
         // A `queued` answering a join we have stopped since changes nothing.
         e.stop();
         e.apply(ServerMsg::Queued { mode: Mode::Text });
-        assert_eq!(e.phase.get_untracked(), Phase::Idle);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Idle);
     }
 
     #[wasm_bindgen_test]
@@ -386,9 +386,9 @@ mod state_machine {
         e.start(Preferences::new(Mode::Text));
         e.apply(matched(12, &[]));
         e.apply(ServerMsg::Banned { reason: "too many reports".into(), until: "2030-06-15T12:00:00Z".into() });
-        e.link.set(app::engine::Link::Closed);
+        e.link_changed(app::engine::Link::Closed);
         settle().await;
-        let banned = e.phase.get_untracked();
+        let banned = e.chat.phase.get_untracked();
         assert!(matches!(banned, Phase::Banned { .. }));
 
         press_escape();
@@ -397,7 +397,7 @@ mod state_machine {
         e.next();
         e.start(Preferences::new(Mode::Text));
         e.stop();
-        assert_eq!(e.phase.get_untracked(), banned, "Esc, Next, Start and Stop do nothing");
+        assert_eq!(e.chat.phase.get_untracked(), banned, "Esc, Next, Start and Stop do nothing");
         let next: web_sys::HtmlButtonElement = query(&root, "[data-testid='next']").unchecked_into();
         assert!(next.disabled());
 
@@ -420,13 +420,13 @@ mod state_machine {
         assert_eq!(next.text_content().unwrap(), "Really skip? (Esc)");
 
         // The stranger leaves first: the question goes, the auto-next countdown shows.
-        e.auto_next.set(true);
+        e.set_auto_next(true);
         e.apply(ServerMsg::PeerLeft { match_id: MatchId(Uuid::from_u128(13)), reason: LeftReason::Skipped });
         settle().await;
         assert_eq!(next.text_content().unwrap(), "Next in 3…");
 
         // The next stranger is not skipped by a stale answer.
-        e.auto_next.set(false);
+        e.set_auto_next(false);
         e.next();
         e.apply(matched(14, &[]));
         settle().await;
@@ -434,7 +434,7 @@ mod state_machine {
         press_escape();
         settle().await;
         assert_eq!(next.text_content().unwrap(), "Really skip? (Esc)", "Esc asks the same question");
-        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
     }
 
     #[wasm_bindgen_test]
@@ -443,13 +443,13 @@ mod state_machine {
         let (root, _screen) = mount_chat();
         let next = query(&root, "[data-testid='next']");
         let status = query(&root, "[data-testid='status']");
-        e.auto_next.set(true);
+        e.set_auto_next(true);
         e.apply(welcome(false));
         e.start(Preferences::new(Mode::Text));
         e.apply(matched(15, &[]));
         e.block();
         settle().await;
-        assert_eq!(e.phase.get_untracked(), Phase::Blocked);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Blocked);
         assert_eq!(status.text_content().unwrap(), "You blocked this stranger. You won't be matched again.");
         assert_eq!(next.text_content().unwrap(), "New chat");
 
@@ -462,7 +462,7 @@ mod state_machine {
         e.block();
         settle().await;
         sleep(1200).await;
-        assert_eq!(e.phase.get_untracked(), Phase::Blocked);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Blocked);
         assert_eq!(next.text_content().unwrap(), "New chat");
     }
 
@@ -487,7 +487,7 @@ mod state_machine {
         assert!(root.query_selector("#report-menu").unwrap().is_none(), "Esc closes the menu");
         assert_eq!(document().active_element(), Some(button.clone().unchecked_into()), "focus returns to Report");
         assert_eq!(query(&root, "[data-testid='next']").text_content().unwrap(), "Next", "and does not skip");
-        assert_eq!(e.phase.get_untracked(), Phase::Connected);
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
     }
 
     #[wasm_bindgen_test]
@@ -501,7 +501,7 @@ mod state_machine {
         settle().await;
         assert!(!input.disabled());
 
-        e.link.set(app::engine::Link::Reconnecting);
+        e.link_changed(app::engine::Link::Reconnecting);
         settle().await;
         assert!(input.disabled());
         assert_eq!(input.placeholder(), "Reconnecting to the server…");

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 /// does not know the connection's country (then a list offers every country).
 #[component]
 pub fn CountryChoice(same_country: RwSignal<bool>, country: RwSignal<Option<String>>) -> impl IntoView {
-    let detected = Engine::expect().connection_country();
+    let detected = Engine::expect().link.country;
     // Names need the browser (Intl): the server renders codes, hydration swaps them.
     let named = RwSignal::new(false);
     Effect::new(move |_| named.set(true));

@@ -49,11 +49,6 @@ pub fn InterestsInput(interests: RwSignal<Vec<String>>) -> impl IntoView {
         _ => {}
     };
 
-    let remove = move |name: String| {
-        interests.update(|list| list.retain(|i| *i != name));
-        feedback.set(None);
-    };
-
     view! {
         <div>
             <label for="interests" class="font-display text-lg font-bold">
@@ -61,24 +56,7 @@ pub fn InterestsInput(interests: RwSignal<Vec<String>>) -> impl IntoView {
                 <span class="font-body text-sm font-normal opacity-70">"(optional)"</span>
             </label>
             <div class="mt-2 flex flex-wrap items-center gap-2 border-2 border-ink bg-paper p-2 rounded-sm focus-within:ring-4 focus-within:ring-teal/60">
-                <ul class="contents" aria-label="Your interests">
-                    <For each=move || interests.get() key=|i| i.clone() let:interest>
-                        <li class="chip">
-                            <span>{interest.clone()}</span>
-                            <button
-                                type="button"
-                                class="chip-remove focus-ring"
-                                aria-label=format!("Remove {interest}")
-                                on:click={
-                                    let interest = interest.clone();
-                                    move |_| remove(interest.clone())
-                                }
-                            >
-                                "×"
-                            </button>
-                        </li>
-                    </For>
-                </ul>
+                <Chips interests feedback />
                 <input
                     id="interests"
                     type="text"
@@ -97,19 +75,53 @@ pub fn InterestsInput(interests: RwSignal<Vec<String>>) -> impl IntoView {
                     on:blur=move |_| commit()
                 />
             </div>
-            <p id="interests-help" class="mt-1 text-sm" aria-live="polite">
-                {move || match feedback.get() {
-                    Some(message) => view! { <span class="font-semibold text-coral-strong">{message}</span> }.into_any(),
-                    None => view! {
-                        <span class="opacity-70">
-                            {move || format!(
-                                "Enter or comma adds. {} of {MAX_INTERESTS}. We'll look for someone who shares one.",
-                                interests.with(Vec::len),
-                            )}
-                        </span>
-                    }.into_any(),
-                }}
-            </p>
+            <InterestsHelp interests feedback />
         </div>
+    }
+}
+
+/// The interests so far, each with its remove button.
+#[component]
+fn Chips(interests: RwSignal<Vec<String>>, feedback: RwSignal<Option<String>>) -> impl IntoView {
+    let remove = move |name: &str| {
+        interests.update(|list| list.retain(|i| i != name));
+        feedback.set(None);
+    };
+    view! {
+        <ul class="contents" aria-label="Your interests">
+            <For each=move || interests.get() key=|i| i.clone() let:interest>
+                <li class="chip">
+                    <span>{interest.clone()}</span>
+                    <button
+                        type="button"
+                        class="chip-remove focus-ring"
+                        aria-label=format!("Remove {interest}")
+                        on:click=move |_| remove(&interest)
+                    >
+                        "×"
+                    </button>
+                </li>
+            </For>
+        </ul>
+    }
+}
+
+/// What went wrong with the last entry, or how the field works and how many are in.
+#[component]
+fn InterestsHelp(interests: RwSignal<Vec<String>>, feedback: RwSignal<Option<String>>) -> impl IntoView {
+    view! {
+        <p id="interests-help" class="mt-1 text-sm" aria-live="polite">
+            {move || match feedback.get() {
+                Some(message) => view! { <span class="font-semibold text-coral-strong">{message}</span> }.into_any(),
+                None => view! {
+                    <span class="opacity-70">
+                        {move || format!(
+                            "Enter or comma adds. {} of {MAX_INTERESTS}. We'll look for someone who shares one.",
+                            interests.with(Vec::len),
+                        )}
+                    </span>
+                }.into_any(),
+            }}
+        </p>
     }
 }

@@ -19,7 +19,7 @@ pub fn Notice(
                         type="button"
                         class="alert-close focus-ring"
                         aria-label="Dismiss"
-                        on:click=move |_| engine.notice.set(None)
+                        on:click=move |_| engine.dismiss_notice()
                     >
                         "×"
                     </button>

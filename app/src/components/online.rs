@@ -5,7 +5,7 @@ use leptos::prelude::*;
 #[component]
 pub fn OnlineBadge() -> impl IntoView {
     let engine = Engine::expect();
-    let text = move || match (engine.online.get(), engine.link.get()) {
+    let text = move || match (engine.link.online.get(), engine.link.state.get()) {
         (_, Link::Closed) => "Disconnected".to_string(),
         (Some(c), Link::Connected) => {
             format!("{} online · {} chatting", group(c.count), group(c.chatting))
@@ -14,14 +14,14 @@ pub fn OnlineBadge() -> impl IntoView {
         (None, Link::Reconnecting) => "Can't reach the server, retrying…".to_string(),
         (None, _) => "Connecting…".to_string(),
     };
-    let live = move || engine.link.get() == Link::Connected;
-    let fallback = move || engine.transport.get() == Transport::Fallback;
+    let live = move || engine.link.state.get() == Link::Connected;
+    let fallback = move || engine.link.transport.get() == Transport::Fallback;
     view! {
         <p
             class="inline-flex items-center gap-2 whitespace-nowrap border-2 border-ink bg-paper px-3 py-1 text-sm font-semibold shadow-hard-sm rounded-sm"
             data-testid="online"
-            data-count=move || engine.online.get().map(|c| c.count.to_string())
-            data-transport=move || match engine.transport.get() {
+            data-count=move || engine.link.online.get().map(|c| c.count.to_string())
+            data-transport=move || match engine.link.transport.get() {
                 Transport::WebSocket => "websocket",
                 Transport::Fallback => "fallback",
             }

@@ -10,7 +10,7 @@ use protocol::{Mode, Preferences};
 #[component]
 pub fn Landing() -> impl IntoView {
     let engine = Engine::expect();
-    let initial = engine.prefs.get_untracked();
+    let initial = engine.chat.prefs.get_untracked();
     let mode = RwSignal::new(initial.as_ref().map_or(Mode::Video, |p| p.mode));
     let interests = RwSignal::new(initial.as_ref().map(|p| p.interests.clone()).unwrap_or_default());
     let same_country = RwSignal::new(initial.as_ref().is_some_and(|p| p.same_country));
@@ -40,7 +40,7 @@ pub fn Landing() -> impl IntoView {
         }
         platform::store_terms(true);
         // The connection's country, when the server knows it, is the one that counts.
-        let country = engine.connection_country().get_untracked().or_else(|| country.get_untracked());
+        let country = engine.link.country.get_untracked().or_else(|| country.get_untracked());
         let prefs = Preferences {
             mode: mode.get_untracked(),
             interests: interests.get_untracked(),
@@ -102,15 +102,15 @@ fn Pitch() -> impl IntoView {
 /// "Hide my IP": video through the relay only.
 #[component]
 fn HideMyIp() -> impl IntoView {
-    let relay_only = Engine::expect().relay_only;
+    let engine = Engine::expect();
     view! {
         <label class="flex items-start gap-2 text-sm">
             <input
                 type="checkbox"
                 id="relay-only"
                 class="mt-0.5 size-5 shrink-0 accent-teal"
-                prop:checked=move || relay_only.get()
-                on:change=move |ev| relay_only.set(event_target_checked(&ev))
+                prop:checked=move || engine.media.relay_only.get()
+                on:change=move |ev| engine.set_relay_only(event_target_checked(&ev))
             />
             <span>
                 <b>"Hide my IP"</b>
@@ -147,7 +147,7 @@ fn StartButton(mode: RwSignal<Mode>, terms: RwSignal<bool>) -> impl IntoView {
                 Mode::Text => "Start text chat",
             }}
         </button>
-        {move || match engine.phase.get() {
+        {move || match engine.chat.phase.get() {
             Phase::Banned { reason, until } => Some(view! {
                 <p class="text-sm font-semibold text-coral-strong" data-testid="banned">
                     {super::ban_text(&reason, &until)}

@@ -2,12 +2,19 @@
 //! storage or DOM, so every function does nothing and every question has the answer
 //! a fresh page would have. The signatures match `browser`'s.
 
-use crate::engine::Engine;
+use crate::engine::{Device, DeviceKind, Engine};
 use leptos::web_sys::{HtmlElement, HtmlVideoElement};
 use protocol::{ClientMsg, Preferences, SignalPayload};
 
+/// Nothing is kept on the server.
+#[derive(Clone, Debug, Default)]
+pub struct Runtime(());
+/// The storage for the engine's [`Runtime`]: a page rendered on the server may move
+/// between threads.
+pub type Local = leptos::prelude::SyncStorage;
+
 pub fn connect(_engine: Engine) {}
-pub fn send(_msg: ClientMsg) {}
+pub fn send(_engine: Engine, _msg: ClientMsg) {}
 
 pub fn acquire_then(_engine: Engine, _then: impl FnOnce(Engine) + 'static) {}
 pub fn start_peer(_engine: Engine) {}
@@ -16,13 +23,13 @@ pub fn release_local(_engine: Engine) {}
 pub fn on_signal(_engine: Engine, _payload: SignalPayload) {}
 pub fn refresh_ice(_engine: Engine) {}
 pub fn apply_track_switches(_engine: Engine) {}
-pub async fn devices() -> Vec<(String, String, String)> {
+pub async fn devices() -> Vec<Device> {
     Vec::new()
 }
-pub fn active_device(_kind: &str) -> Option<String> {
+pub fn active_device(_engine: Engine, _kind: DeviceKind) -> Option<String> {
     None
 }
-pub fn switch_device(_engine: Engine, _kind: &'static str, _device_id: String) {}
+pub fn switch_device(_engine: Engine, _kind: DeviceKind, _device_id: String) {}
 
 /// Nothing to watch on the server.
 #[derive(Debug)]
@@ -31,8 +38,8 @@ pub fn watch_devices(_on_change: impl FnMut() + 'static) -> DeviceWatch {
     DeviceWatch
 }
 
-pub fn show_remote_video(_video: &HtmlVideoElement, _sound_blocked: impl Fn() + 'static) {}
-pub fn show_local_video(_video: &HtmlVideoElement) {}
+pub fn show_remote_video(_engine: Engine, _video: &HtmlVideoElement, _sound_blocked: impl Fn() + 'static) {}
+pub fn show_local_video(_engine: Engine, _video: &HtmlVideoElement) {}
 pub fn focus_first_button(_container: &HtmlElement) {}
 
 pub fn local_time(_rfc3339: &str) -> Option<String> {

@@ -3,7 +3,7 @@
 //! from `sm` up. Camera and microphone choice and auto-next sit in a small settings
 //! popover.
 
-use crate::engine::{Engine, Phase};
+use crate::engine::{Device, DeviceKind, Engine, Phase};
 use crate::platform;
 use leptos::prelude::*;
 use protocol::{MatchId, Mode, ReportReason};
@@ -39,7 +39,7 @@ impl NextFlow {
     }
 
     fn chatting(self) -> bool {
-        matches!(self.engine.phase.get(), Phase::Connecting | Phase::Connected | Phase::PeerReconnecting)
+        matches!(self.engine.chat.phase.get(), Phase::Connecting | Phase::Connected | Phase::PeerReconnecting)
     }
 
     fn confirming(self) -> bool {
@@ -47,11 +47,11 @@ impl NextFlow {
             && self
                 .confirm_for
                 .get()
-                .is_some_and(|id| self.engine.current.with(|m| m.as_ref().is_some_and(|m| m.id == id)))
+                .is_some_and(|id| self.engine.chat.current.with(|m| m.as_ref().is_some_and(|m| m.id == id)))
     }
 
     fn enabled(self) -> bool {
-        self.engine.can_act() && !matches!(self.engine.phase.get(), Phase::Waiting | Phase::AskingMedia)
+        self.engine.can_act() && !matches!(self.engine.chat.phase.get(), Phase::Waiting | Phase::AskingMedia)
     }
 
     fn clear_confirm(self) {
@@ -66,9 +66,9 @@ impl NextFlow {
         self.clear_confirm();
         self.countdown.set(None);
         self.report_open.set(false);
-        match self.engine.phase.get_untracked() {
+        match self.engine.chat.phase.get_untracked() {
             Phase::Idle => {
-                if let Some(prefs) = self.engine.prefs.get_untracked() {
+                if let Some(prefs) = self.engine.chat.prefs.get_untracked() {
                     self.engine.start(prefs);
                 }
             }
@@ -84,7 +84,7 @@ impl NextFlow {
             }
             if self.chatting() && !self.confirming() {
                 self.clear_confirm();
-                self.confirm_for.set(self.engine.current.get().map(|m| m.id));
+                self.confirm_for.set(self.engine.chat.current.get().map(|m| m.id));
                 let expire = move || self.confirm_for.set(None);
                 self.confirm_timer.set_value(set_timeout_with_handle(expire, CONFIRM_NEXT).ok());
             } else {
@@ -97,7 +97,7 @@ impl NextFlow {
         if self.confirming() {
             return "Really skip? (Esc)".to_string();
         }
-        match (self.engine.phase.get(), self.countdown.get()) {
+        match (self.engine.chat.phase.get(), self.countdown.get()) {
             (_, Some(n)) => format!("Next in {n}…"),
             (Phase::Idle, _) => "Start".to_string(),
             (Phase::PeerLeft(_) | Phase::Blocked, _) => "New chat".to_string(),
@@ -108,7 +108,7 @@ impl NextFlow {
     /// Counts down after the stranger leaves (with auto-next on), unless the user acts first.
     fn run_countdown(self) {
         Effect::new(move |_| {
-            let left = matches!(self.engine.phase.get(), Phase::PeerLeft(_)) && self.engine.auto_next.get();
+            let left = matches!(self.engine.chat.phase.get(), Phase::PeerLeft(_)) && self.engine.chat.auto_next.get();
             self.countdown.set(left.then_some(AUTO_NEXT_SECS));
         });
         let tick = StoredValue::new(None::<TimeoutHandle>);
@@ -139,7 +139,7 @@ pub fn Controls() -> impl IntoView {
     let engine = Engine::expect();
     let flow = NextFlow::new(engine);
     flow.run_countdown();
-    let video = move || engine.prefs.get().is_some_and(|p| p.mode == Mode::Video);
+    let video = move || engine.chat.prefs.get().is_some_and(|p| p.mode == Mode::Video);
     let report_button = NodeRef::<leptos::html::Button>::new();
     // Esc: closes the report menu if it is open (and does not skip), else works as Next.
     let handle = window_event_listener(leptos::ev::keydown, move |ev| {
@@ -200,7 +200,7 @@ fn StopButton(flow: NextFlow) -> impl IntoView {
             label=Signal::stored("Stop")
             class="btn-danger"
             testid="stop"
-            disabled=Signal::derive(move || !engine.can_act() || engine.phase.get() == Phase::Idle)
+            disabled=Signal::derive(move || !engine.can_act() || engine.chat.phase.get() == Phase::Idle)
             on_click=move |()| {
                 flow.countdown.set(None);
                 engine.stop();
@@ -215,25 +215,44 @@ fn StopButton(flow: NextFlow) -> impl IntoView {
 #[component]
 fn MediaToggles() -> impl IntoView {
     let engine = Engine::expect();
-    let toggle = move |which: RwSignal<bool>| {
-        which.update(|off| *off = !*off);
-        platform::apply_track_switches(engine);
-    };
-    let mic = Signal::derive(move || if engine.mic_muted.get() { "Unmute mic" } else { "Mute mic" });
-    let camera = Signal::derive(move || if engine.camera_off.get() { "Camera on" } else { "Camera off" });
     view! {
-        <IconButton label=mic pressed=engine.mic_muted.into() on_click=move |()| toggle(engine.mic_muted)>
+        <DeviceToggle
+            off=engine.media.mic_muted
+            labels=("Mute mic", "Unmute mic")
+            on_click=move |()| engine.toggle_mic()
+            slash="M3 3l18 18"
+        >
             <path d="M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3z" />
             <path d="M5 11a7 7 0 0 0 14 0M12 18v3" />
-            <Show when=move || engine.mic_muted.get()>
-                <path d="M3 3l18 18" />
-            </Show>
-        </IconButton>
-        <IconButton label=camera pressed=engine.camera_off.into() on_click=move |()| toggle(engine.camera_off)>
+        </DeviceToggle>
+        <DeviceToggle
+            off=engine.media.camera_off
+            labels=("Camera off", "Camera on")
+            on_click=move |()| engine.toggle_camera()
+            slash="M2 3l20 18"
+        >
             <path d="M3 7h12v10H3z" />
             <path d="M15 11l6-3v8l-6-3" />
-            <Show when=move || engine.camera_off.get()>
-                <path d="M2 3l20 18" />
+        </DeviceToggle>
+    }
+}
+
+/// One device's switch: pressed while the device is off, its icon then struck
+/// through by `slash`; `labels` are (while on, while off).
+#[component]
+fn DeviceToggle(
+    off: ReadSignal<bool>,
+    labels: (&'static str, &'static str),
+    #[prop(into)] on_click: Callback<()>,
+    slash: &'static str,
+    children: Children,
+) -> impl IntoView {
+    let label = Signal::derive(move || if off.get() { labels.1 } else { labels.0 });
+    view! {
+        <IconButton label pressed=off.into() on_click>
+            {children()}
+            <Show when=move || off.get()>
+                <path d=slash />
             </Show>
         </IconButton>
     }
@@ -266,8 +285,8 @@ fn Settings(video: Signal<bool>) -> impl IntoView {
                         <input
                             type="checkbox"
                             class="size-4 accent-teal"
-                            prop:checked=move || engine.auto_next.get()
-                            on:change=move |ev| engine.auto_next.set(event_target_checked(&ev))
+                            prop:checked=move || engine.chat.auto_next.get()
+                            on:change=move |ev| engine.set_auto_next(event_target_checked(&ev))
                         />
                         "Auto-next: find the next stranger when one leaves"
                     </label>
@@ -285,11 +304,11 @@ fn Settings(video: Signal<bool>) -> impl IntoView {
 #[component]
 fn DevicePickers() -> impl IntoView {
     let engine = Engine::expect();
-    let devices = RwSignal::new(Vec::<(String, String, String)>::new());
+    let devices = RwSignal::new(Vec::<Device>::new());
     let refresh = move || leptos::task::spawn_local(async move { devices.set(platform::devices().await) });
     // Labels appear with permission (a media change); devices come and go.
     Effect::new(move |_| {
-        engine.media_rev.track();
+        engine.media.rev.track();
         refresh();
     });
     let watch = StoredValue::new_local(Some(platform::watch_devices(refresh)));
@@ -297,32 +316,42 @@ fn DevicePickers() -> impl IntoView {
         // Stops listening (the browser's watch removes its listener when dropped).
         let _ = watch.try_update_value(Option::take);
     });
-    let picker = move |kind: &'static str, label: &'static str| {
-        let active = move || {
-            engine.media_rev.track();
-            platform::active_device(kind)
-        };
-        view! {
-            // Only when there is a choice of this kind.
-            <Show when=move || devices.with(|d| d.iter().filter(|(k, _, _)| k == kind).count() > 1)>
-                <label class="block text-sm font-semibold" for=format!("pick-{kind}")>{label}</label>
-                <select
-                    id=format!("pick-{kind}")
-                    class="w-full border-2 border-ink bg-paper px-2 py-2 text-sm rounded-sm focus-ring"
-                    on:change=move |ev| platform::switch_device(engine, kind, event_target_value(&ev))
-                >
-                    {move || devices.get().into_iter().filter(|(k, _, _)| k == kind).enumerate().map(|(i, (_, id, name))| {
-                        let name = if name.is_empty() { format!("{label} {}", i + 1) } else { name };
-                        let this = id.clone();
-                        view! { <option value=id prop:selected=move || active().as_deref() == Some(this.as_str())>{name}</option> }
-                    }).collect_view()}
-                </select>
-            </Show>
-        }
+    view! {
+        <DevicePicker devices kind=DeviceKind::Camera label="Camera" />
+        <DevicePicker devices kind=DeviceKind::Microphone label="Microphone" />
+    }
+}
+
+/// The devices of one kind to choose from, shown only when there is a choice.
+#[component]
+fn DevicePicker(devices: RwSignal<Vec<Device>>, kind: DeviceKind, label: &'static str) -> impl IntoView {
+    let engine = Engine::expect();
+    let id = if kind == DeviceKind::Camera { "pick-camera" } else { "pick-microphone" };
+    let active = move || {
+        engine.media.rev.track();
+        platform::active_device(engine, kind)
+    };
+    let options = move || {
+        let mine = devices.get().into_iter().filter(|d| d.kind == kind);
+        mine.enumerate()
+            .map(|(i, d)| {
+                let name = if d.label.is_empty() { format!("{label} {}", i + 1) } else { d.label };
+                let this = d.id.clone();
+                view! { <option value=d.id prop:selected=move || active().as_deref() == Some(this.as_str())>{name}</option> }
+            })
+            .collect_view()
     };
     view! {
-        {picker("videoinput", "Camera")}
-        {picker("audioinput", "Microphone")}
+        <Show when=move || devices.with(|d| d.iter().filter(|d| d.kind == kind).count() > 1)>
+            <label class="block text-sm font-semibold" for=id>{label}</label>
+            <select
+                id=id
+                class="w-full border-2 border-ink bg-paper px-2 py-2 text-sm rounded-sm focus-ring"
+                on:change=move |ev| engine.choose_device(kind, event_target_value(&ev))
+            >
+                {options}
+            </select>
+        </Show>
     }
 }
 
@@ -345,7 +374,7 @@ fn ReportMenu(flow: NextFlow, button: NodeRef<leptos::html::Button>) -> impl Int
             let _ = button.focus();
         }
     };
-    let can_report = move || flow.chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_) | Phase::Blocked);
+    let can_report = move || flow.chatting() || matches!(engine.chat.phase.get(), Phase::PeerLeft(_) | Phase::Blocked);
     view! {
         <div>
             <button
@@ -394,7 +423,8 @@ fn ReportMenu(flow: NextFlow, button: NodeRef<leptos::html::Button>) -> impl Int
 fn BlockButton(flow: NextFlow) -> impl IntoView {
     let engine = flow.engine;
     let can_block = move || {
-        (flow.chatting() || matches!(engine.phase.get(), Phase::PeerLeft(_))) && engine.phase.get() != Phase::Blocked
+        (flow.chatting() || matches!(engine.chat.phase.get(), Phase::PeerLeft(_)))
+            && engine.chat.phase.get() != Phase::Blocked
     };
     view! {
         <IconButton

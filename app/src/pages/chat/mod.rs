@@ -12,9 +12,9 @@ use controls::Controls;
 #[component]
 pub fn Chat() -> impl IntoView {
     let engine = Engine::expect();
-    let mode = move || engine.prefs.get().map_or(Mode::Text, |p| p.mode);
+    let mode = move || engine.chat.prefs.get().map_or(Mode::Text, |p| p.mode);
     let video = move || mode() == Mode::Video;
-    let phase_name = move || phase_key(&engine.phase.get());
+    let phase_name = move || phase_key(&engine.chat.phase.get());
     // Leaving this screen (the logo, Back) ends the chat: no match, peer connection
     // or camera keeps running behind the landing page.
     on_cleanup(move || engine.stop());
@@ -23,7 +23,7 @@ pub fn Chat() -> impl IntoView {
         <div
             class="flex min-h-dvh flex-col md:h-dvh"
             data-testid="chat"
-            data-remote-candidates=move || engine.remote_candidate_types.get().join(" ")
+            data-remote-candidates=move || engine.media.remote_candidate_types.get().join(" ")
             data-phase=phase_name data-mode=move || match mode() { Mode::Video => "video", Mode::Text => "text" }>
             <header class="flex flex-wrap items-center justify-between gap-3 border-b-2 border-ink px-4 py-3">
                 <h1 class="sr-only">"Chat with a stranger"</h1>
@@ -67,17 +67,17 @@ fn phase_key(phase: &Phase) -> &'static str {
 
 /// The one-line status, read out by screen readers as it changes.
 fn status_text(engine: Engine) -> String {
-    if engine.link.get() == Link::Reconnecting {
+    if engine.link.state.get() == Link::Reconnecting {
         return "Connection to the server lost. Reconnecting…".into();
     }
-    if engine.link.get() == Link::Restarting {
+    if engine.link.state.get() == Link::Restarting {
         return "The server is restarting. Reconnecting…".into();
     }
-    match engine.phase.get() {
+    match engine.chat.phase.get() {
         Phase::Idle => "You're not chatting. Press Start when you're ready.".into(),
         Phase::AskingMedia => "Waiting for camera and microphone permission…".into(),
         Phase::Waiting => {
-            let with_interests = engine.prefs.get().is_some_and(|p| !p.interests.is_empty());
+            let with_interests = engine.chat.prefs.get().is_some_and(|p| !p.interests.is_empty());
             if with_interests {
                 "Looking for someone who shares your interests…".into()
             } else {
@@ -85,7 +85,7 @@ fn status_text(engine: Engine) -> String {
             }
         }
         Phase::Connecting => "Connecting…".into(),
-        Phase::Connected => match engine.current.get() {
+        Phase::Connected => match engine.chat.current.get() {
             Some(m) => crate::engine::met_line(&m.common_interests, m.shared_country.as_deref()),
             None => crate::engine::met_line(&[], None),
         },
@@ -101,19 +101,19 @@ fn status_text(engine: Engine) -> String {
 fn MediaTrouble() -> impl IntoView {
     let engine = Engine::expect();
     let use_text = move |_| {
-        let prefs = engine.prefs.get_untracked().unwrap_or_else(|| Preferences::new(Mode::Text));
+        let prefs = engine.chat.prefs.get_untracked().unwrap_or_else(|| Preferences::new(Mode::Text));
         engine.start(Preferences { mode: Mode::Text, ..prefs });
     };
     let retry = move |_| {
-        if let Some(prefs) = engine.prefs.get_untracked() {
+        if let Some(prefs) = engine.chat.prefs.get_untracked() {
             engine.start(prefs);
         }
     };
     view! {
-        <Show when=move || engine.media_problem.get().is_some()>
+        <Show when=move || engine.media.problem.get().is_some()>
             <div role="alert" class="alert mx-4 mt-4" data-testid="media-problem">
                 <p class="font-display font-extrabold">
-                    {move || match engine.media_problem.get() {
+                    {move || match engine.media.problem.get() {
                         Some(MediaProblem::Denied) => "Camera and microphone access was blocked.".to_string(),
                         Some(MediaProblem::Missing) => "No camera or microphone was found.".to_string(),
                         Some(MediaProblem::Unavailable(why)) => format!("Your camera or microphone can't be used right now ({why})."),
@@ -124,7 +124,7 @@ fn MediaTrouble() -> impl IntoView {
                 <p class="mt-1 text-sm">"You can still talk to strangers by text, or allow access in your browser's site settings and try again."</p>
                 <div class="mt-3 flex flex-wrap gap-3">
                     <button type="button" class="btn btn-primary" on:click=use_text>"Use text chat instead"</button>
-                    <Show when=move || !matches!(engine.media_problem.get(), Some(MediaProblem::NoWebRtc))>
+                    <Show when=move || !matches!(engine.media.problem.get(), Some(MediaProblem::NoWebRtc))>
                         <button type="button" class="btn bg-paper text-ink" on:click=retry>"Try again"</button>
                     </Show>
                 </div>
@@ -142,15 +142,15 @@ fn VideoStage() -> impl IntoView {
     // (e.g. after a reload): the video plays muted and a button offers the sound.
     let needs_unmute = RwSignal::new(false);
     Effect::new(move |_| {
-        engine.media_rev.track();
+        engine.media.rev.track();
         if let Some(v) = remote.get() {
-            platform::show_remote_video(&v, move || needs_unmute.set(true));
+            platform::show_remote_video(engine, &v, move || needs_unmute.set(true));
         }
         if let Some(v) = local.get() {
-            platform::show_local_video(&v);
+            platform::show_local_video(engine, &v);
         }
     });
-    let overlay = move || match engine.phase.get() {
+    let overlay = move || match engine.chat.phase.get() {
         Phase::Connected => None,
         Phase::Waiting => Some(("Looking for someone…", "bg-yellow")),
         Phase::AskingMedia => Some(("Allow camera and microphone…", "bg-yellow")),
@@ -195,7 +195,7 @@ fn VideoStage() -> impl IntoView {
             <video
                 node_ref=local
                 class="absolute bottom-3 right-3 w-28 -scale-x-100 border-2 border-paper bg-ink shadow-hard-sm rounded-sm sm:w-40"
-                class=("opacity-40", move || engine.camera_off.get())
+                class=("opacity-40", move || engine.media.camera_off.get())
                 autoplay=true
                 playsinline=true
                 muted=true
@@ -216,7 +216,7 @@ fn ChatPanel() -> impl IntoView {
             </p>
             <ChatLog />
             <p class="h-6 px-4 text-sm italic opacity-70" aria-live="polite" data-testid="typing">
-                {move || engine.peer_typing.get().then_some("Stranger is typing…")}
+                {move || engine.chat.peer_typing.get().then_some("Stranger is typing…")}
             </p>
             <Composer />
         </section>
@@ -229,8 +229,8 @@ fn ChatLog() -> impl IntoView {
     let engine = Engine::expect();
     let log_ref = NodeRef::<leptos::html::Div>::new();
     Effect::new(move |_| {
-        engine.log.track();
-        engine.peer_typing.track();
+        engine.chat.log.track();
+        engine.chat.peer_typing.track();
         if let Some(el) = log_ref.get() {
             el.set_scroll_top(el.scroll_height());
         }
@@ -238,7 +238,7 @@ fn ChatLog() -> impl IntoView {
     view! {
         <div node_ref=log_ref class="flex-1 overflow-y-auto px-4 py-3" role="log" aria-live="polite" aria-label="Messages" data-testid="log">
             <ol class="space-y-2">
-                <For each=move || engine.log.get() key=|line| line.seq let:line>
+                <For each=move || engine.chat.log.get() key=|line| line.seq let:line>
                     {match line.author {
                         Author::System => view! { <li class="text-center text-sm italic opacity-70" data-author="system">{line.text}</li> }.into_any(),
                         who => {
@@ -271,11 +271,11 @@ fn Composer() -> impl IntoView {
     let typing_sent = StoredValue::new(false);
     // Why the input is closed, if it is: a line must never vanish unsent.
     let closed_because = move || {
-        if engine.current.get().is_none() {
+        if engine.chat.current.get().is_none() {
             Some("Not matched yet")
-        } else if engine.link.get() != Link::Connected {
+        } else if engine.link.state.get() != Link::Connected {
             Some("Reconnecting to the server…")
-        } else if engine.phase.get() == Phase::PeerReconnecting {
+        } else if engine.chat.phase.get() == Phase::PeerReconnecting {
             Some("Waiting for the stranger to come back…")
         } else {
             None
@@ -336,15 +336,15 @@ fn Composer() -> impl IntoView {
 fn ConnectionBadge() -> impl IntoView {
     let engine = Engine::expect();
     view! {
-        <Show when=move || engine.stats.get().is_some() && engine.phase.get() == Phase::Connected>
+        <Show when=move || engine.media.stats.get().is_some() && engine.chat.phase.get() == Phase::Connected>
             <p
                 class="inline-flex items-center gap-2 whitespace-nowrap border-2 border-ink px-2 py-1 text-xs font-semibold rounded-sm"
                 data-testid="conn-badge"
-                data-relayed=move || engine.stats.get().map(|s| s.relayed.to_string())
-                data-kbps=move || engine.stats.get().and_then(|s| s.inbound_kbps).map(|k| format!("{k:.1}"))
+                data-relayed=move || engine.media.stats.get().map(|s| s.relayed.to_string())
+                data-kbps=move || engine.media.stats.get().and_then(|s| s.inbound_kbps).map(|k| format!("{k:.1}"))
             >
                 {move || {
-                    let s = engine.stats.get().unwrap_or_default();
+                    let s = engine.media.stats.get().unwrap_or_default();
                     let mut parts = vec![if s.relayed { "relayed".to_string() } else { "direct".to_string() }];
                     if let Some(rtt) = s.rtt_ms { parts.push(format!("{rtt:.0} ms")); }
                     if let Some(kbps) = s.inbound_kbps {

@@ -8,9 +8,9 @@
 //! Everything a match created (connection, handlers, timers, remote stream) is
 //! released when it ends.
 
-use crate::engine::{ConnStats, Engine, MediaProblem, Phase};
+use crate::engine::{ConnStats, Device, DeviceKind, Engine, MediaProblem};
 use leptos::prelude::*;
-use protocol::{ClientMsg, MatchId, Role, SignalPayload};
+use protocol::{MatchId, Role, SignalPayload};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -30,12 +30,12 @@ const DISCONNECTED_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 /// each time it connects).
 const MAX_ICE_RESTARTS: u32 = 3;
 
-thread_local! {
-    static MEDIA: RefCell<MediaState> = RefCell::new(MediaState::default());
-}
+/// Camera, microphone and peer connection of one engine (kept in its runtime).
+#[derive(Default)]
+pub struct State(RefCell<Streams>);
 
 #[derive(Default)]
-struct MediaState {
+struct Streams {
     local: Option<MediaStream>,
     remote: Option<MediaStream>,
     peer: Option<Rc<Peer>>,
@@ -50,6 +50,7 @@ type Handler = Closure<dyn FnMut(JsValue)>;
 
 /// One match's peer connection and everything hanging off it.
 struct Peer {
+    engine: Engine,
     pc: RtcPeerConnection,
     match_id: MatchId,
     /// The negotiation generation its signals carry.
@@ -73,18 +74,19 @@ struct Peer {
     restarts: Cell<u32>,
 }
 
+/// Runs `f` on this engine's media state (the default answer once the engine is gone).
+fn with<R: Default>(engine: Engine, f: impl FnOnce(&RefCell<Streams>) -> R) -> R {
+    engine.runtime().map(|rt| f(&rt.media.0)).unwrap_or_default()
+}
+
 /// The local camera/microphone stream, if acquired.
-pub fn local_stream() -> Option<MediaStream> {
-    MEDIA.with(|m| m.borrow().local.clone())
+pub fn local_stream(engine: Engine) -> Option<MediaStream> {
+    with(engine, |m| m.borrow().local.clone())
 }
 
 /// The stranger's stream, once a track arrived.
-pub fn remote_stream() -> Option<MediaStream> {
-    MEDIA.with(|m| m.borrow().remote.clone())
-}
-
-fn bump(engine: Engine) {
-    engine.media_rev.update(|r| *r += 1);
+pub fn remote_stream(engine: Engine) -> Option<MediaStream> {
+    with(engine, |m| m.borrow().remote.clone())
 }
 
 /// Whether this browser can do WebRTC at all.
@@ -96,16 +98,16 @@ pub fn has_webrtc() -> bool {
 /// Makes sure camera and microphone are on, then runs `then`. On failure the engine
 /// is told why (so the page can offer text mode instead).
 pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
-    if local_is_live() {
+    if local_is_live(engine) {
         return then(engine);
     }
     if !has_webrtc() {
         return engine.media_failed(MediaProblem::NoWebRtc);
     }
-    let generation = MEDIA.with(|m| m.borrow().generation);
+    let generation = with(engine, |m| m.borrow().generation);
     spawn_local(async move {
         let result = get_user_media(Ask::Default, Ask::Default).await;
-        if MEDIA.with(|m| m.borrow().generation) != generation {
+        if with(engine, |m| m.borrow().generation) != generation {
             // Released while the prompt was open: nobody wants this stream any more.
             if let Ok(stream) = result {
                 stop_tracks(&stream);
@@ -114,14 +116,14 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
         }
         match result {
             Ok(stream) => {
-                if local_is_live() {
+                if local_is_live(engine) {
                     // Another request was granted first: one camera stream is enough.
                     stop_tracks(&stream);
                     return then(engine);
                 }
-                MEDIA.with(|m| m.borrow_mut().local = Some(stream));
+                with(engine, |m| m.borrow_mut().local = Some(stream));
                 apply_track_switches(engine);
-                bump(engine);
+                engine.media_changed();
                 then(engine);
             }
             Err(problem) => engine.media_failed(problem),
@@ -130,8 +132,8 @@ pub fn acquire_then(engine: Engine, then: impl FnOnce(Engine) + 'static) {
 }
 
 /// Whether camera and microphone are on (every local track live).
-fn local_is_live() -> bool {
-    local_stream().is_some_and(|s| {
+fn local_is_live(engine: Engine) -> bool {
+    local_stream(engine).is_some_and(|s| {
         s.get_tracks()
             .iter()
             .all(|t| t.unchecked_into::<MediaStreamTrack>().ready_state() == web_sys::MediaStreamTrackState::Live)
@@ -187,14 +189,14 @@ fn classify(err: &JsValue) -> MediaProblem {
 
 /// Stops the camera and microphone (on stop, or leaving the chat).
 pub fn release_local(engine: Engine) {
-    let local = MEDIA.with(|m| {
+    let local = with(engine, |m| {
         let mut m = m.borrow_mut();
         m.generation += 1;
         m.local.take()
     });
     if let Some(stream) = local {
         stop_tracks(&stream);
-        bump(engine);
+        engine.media_changed();
     }
 }
 
@@ -206,17 +208,17 @@ fn stop_tracks(stream: &MediaStream) {
 
 /// Applies the mute / camera-off switches to the local tracks.
 pub fn apply_track_switches(engine: Engine) {
-    let Some(stream) = local_stream() else { return };
+    let Some(stream) = local_stream(engine) else { return };
     for t in stream.get_audio_tracks().iter() {
-        t.unchecked_into::<MediaStreamTrack>().set_enabled(!engine.mic_muted.get_untracked());
+        t.unchecked_into::<MediaStreamTrack>().set_enabled(!engine.media.mic_muted.get_untracked());
     }
     for t in stream.get_video_tracks().iter() {
-        t.unchecked_into::<MediaStreamTrack>().set_enabled(!engine.camera_off.get_untracked());
+        t.unchecked_into::<MediaStreamTrack>().set_enabled(!engine.media.camera_off.get_untracked());
     }
 }
 
-/// Available cameras and microphones: (kind "videoinput"/"audioinput", id, label).
-pub async fn devices() -> Vec<(String, String, String)> {
+/// Available cameras and microphones.
+pub async fn devices() -> Vec<Device> {
     let Ok(md) = window().navigator().media_devices() else { return Vec::new() };
     let Ok(promise) = md.enumerate_devices() else { return Vec::new() };
     let Ok(list) = JsFuture::from(promise).await else { return Vec::new() };
@@ -225,19 +227,19 @@ pub async fn devices() -> Vec<(String, String, String)> {
         .filter_map(|d| {
             let d: web_sys::MediaDeviceInfo = d.unchecked_into();
             let kind = match d.kind() {
-                web_sys::MediaDeviceKind::Videoinput => "videoinput",
-                web_sys::MediaDeviceKind::Audioinput => "audioinput",
+                web_sys::MediaDeviceKind::Videoinput => DeviceKind::Camera,
+                web_sys::MediaDeviceKind::Audioinput => DeviceKind::Microphone,
                 _ => return None,
             };
-            Some((kind.to_string(), d.device_id(), d.label()))
+            Some(Device { kind, id: d.device_id(), label: d.label() })
         })
         .collect()
 }
 
-/// The id of the camera ("videoinput") or microphone ("audioinput") in use.
-pub fn active_device(kind: &str) -> Option<String> {
-    let stream = local_stream()?;
-    let tracks = if kind == "videoinput" { stream.get_video_tracks() } else { stream.get_audio_tracks() };
+/// The id of the camera or microphone in use.
+pub fn active_device(engine: Engine, kind: DeviceKind) -> Option<String> {
+    let stream = local_stream(engine)?;
+    let tracks = if kind == DeviceKind::Camera { stream.get_video_tracks() } else { stream.get_audio_tracks() };
     let track: MediaStreamTrack = tracks.get(0).dyn_into().ok()?;
     track.get_settings().get_device_id()
 }
@@ -265,19 +267,19 @@ impl Drop for DeviceWatch {
 
 /// Switches to another camera or microphone without renegotiating (replaceTrack).
 /// Only that kind is requested: the other device keeps running untouched.
-pub fn switch_device(engine: Engine, kind: &'static str, device_id: String) {
+pub fn switch_device(engine: Engine, kind: DeviceKind, device_id: String) {
     spawn_local(async move {
-        let wants_video = kind == "videoinput";
+        let wants_video = kind == DeviceKind::Camera;
         let (camera, mic) =
             if wants_video { (Ask::Device(device_id), Ask::Nothing) } else { (Ask::Nothing, Ask::Device(device_id)) };
         let fresh = match get_user_media(camera, mic).await {
             Ok(s) => s,
             Err(_) => {
-                engine.notice.set(Some("That device could not be opened.".into()));
+                engine.notify("That device could not be opened.");
                 return;
             }
         };
-        let Some(local) = local_stream() else {
+        let Some(local) = local_stream(engine) else {
             // Released while the device was opening.
             return stop_tracks(&fresh);
         };
@@ -290,7 +292,7 @@ pub fn switch_device(engine: Engine, kind: &'static str, device_id: String) {
         }
         local.add_track(&new_track);
         apply_track_switches(engine);
-        if let Some(peer) = MEDIA.with(|m| m.borrow().peer.clone()) {
+        if let Some(peer) = with(engine, |m| m.borrow().peer.clone()) {
             for sender in peer.pc.get_senders().iter() {
                 let sender: web_sys::RtcRtpSender = sender.unchecked_into();
                 if sender.track().is_some_and(|t| t.kind() == new_track.kind()) {
@@ -298,24 +300,24 @@ pub fn switch_device(engine: Engine, kind: &'static str, device_id: String) {
                 }
             }
         }
-        bump(engine);
+        engine.media_changed();
     });
 }
 
 /// Starts (or restarts) the peer connection for the current match and sends `ready`.
 pub fn start_peer(engine: Engine) {
     end_peer(engine);
-    engine.remote_candidate_types.set(Vec::new());
-    let Some(info) = engine.current.get_untracked() else { return };
+    let Some(info) = engine.chat.current.get_untracked() else { return };
     let pc = match new_connection(engine) {
         Ok(pc) => pc,
         Err(e) => {
             leptos::logging::error!("cannot create a peer connection: {e:?}");
-            engine.notice.set(Some("This browser could not start a video connection.".into()));
+            engine.notify("This browser could not start a video connection.");
             return;
         }
     };
     let peer = Rc::new(Peer {
+        engine,
         pc,
         match_id: info.id,
         generation: info.generation,
@@ -336,10 +338,10 @@ pub fn start_peer(engine: Engine) {
         // Adding tracks fires `negotiationneeded`, which makes the offer.
         add_local_tracks(&peer);
     }
-    MEDIA.with(|m| m.borrow_mut().peer = Some(peer.clone()));
+    with(engine, |m| m.borrow_mut().peer = Some(peer.clone()));
     let timer = set_interval_with_handle(move || sample_stats(engine), std::time::Duration::from_secs(2)).ok();
-    MEDIA.with(|m| m.borrow_mut().stats_timer = timer);
-    super::socket::send(ClientMsg::Ready { match_id: info.id });
+    with(engine, |m| m.borrow_mut().stats_timer = timer);
+    engine.peer_ready(info.id);
 }
 
 fn new_connection(engine: Engine) -> Result<RtcPeerConnection, JsValue> {
@@ -349,7 +351,7 @@ fn new_connection(engine: Engine) -> Result<RtcPeerConnection, JsValue> {
 /// ICE servers (with the freshest TURN credentials) and the transport policy.
 fn configuration(engine: Engine) -> RtcConfiguration {
     let servers = js_sys::Array::new();
-    for s in engine.ice_servers.get_untracked() {
+    for s in engine.link.ice_servers.get_untracked() {
         let server = RtcIceServer::new();
         let urls = js_sys::Array::new();
         for u in &s.urls {
@@ -366,7 +368,7 @@ fn configuration(engine: Engine) -> RtcConfiguration {
     }
     let config = RtcConfiguration::new();
     config.set_ice_servers(&servers);
-    if engine.relay_only.get_untracked() && engine.has_relay() {
+    if engine.media.relay_only.get_untracked() && engine.has_relay() {
         // Only relay candidates are gathered: our address never reaches the stranger.
         config.set_ice_transport_policy(web_sys::RtcIceTransportPolicy::Relay);
     }
@@ -377,7 +379,7 @@ fn add_local_tracks(peer: &Peer) {
     if peer.tracks_added.replace(true) {
         return;
     }
-    if let Some(stream) = local_stream() {
+    if let Some(stream) = local_stream(peer.engine) {
         for t in stream.get_tracks().iter() {
             let t: MediaStreamTrack = t.unchecked_into();
             peer.pc.add_track_0(&t, &stream);
@@ -393,8 +395,8 @@ fn handler(peer: &Peer, f: impl FnMut(JsValue) + 'static) -> js_sys::Function {
 }
 
 fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
-    let (match_id, generation) = (peer.match_id, Some(peer.generation));
-    let send = move |payload: SignalPayload| super::socket::send(ClientMsg::Signal { match_id, payload, generation });
+    let (match_id, generation) = (peer.match_id, peer.generation);
+    let send = move |payload: SignalPayload| engine.signal_out(match_id, generation, payload);
 
     let p = Rc::downgrade(peer);
     peer.pc.set_onnegotiationneeded(Some(&handler(peer, move |_| {
@@ -444,8 +446,8 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
             s.add_track(&ev.track());
             s
         });
-        MEDIA.with(|m| m.borrow_mut().remote = Some(stream));
-        bump(engine);
+        with(engine, |m| m.borrow_mut().remote = Some(stream));
+        engine.media_changed();
     })));
 
     let p = Rc::downgrade(peer);
@@ -458,9 +460,7 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
         match peer.pc.ice_connection_state() {
             S::Connected | S::Completed => {
                 peer.restarts.set(0);
-                if matches!(engine.phase.get_untracked(), Phase::Connecting | Phase::PeerReconnecting) {
-                    engine.phase.set(Phase::Connected);
-                }
+                engine.media_connected();
             }
             S::Disconnected => {
                 // Often a blip that heals by itself; if it lasts, the path is gone.
@@ -493,7 +493,7 @@ fn install_handlers(engine: Engine, peer: &Rc<Peer>) {
 /// connection takes them, and the impolite side restarts ICE so that relayed paths
 /// are allocated with them. Not counted as a failure restart.
 pub fn refresh_ice(engine: Engine) {
-    let Some(peer) = MEDIA.with(|m| m.borrow().peer.clone()) else { return };
+    let Some(peer) = with(engine, |m| m.borrow().peer.clone()) else { return };
     let _ = peer.pc.set_configuration_with_configuration(&configuration(engine));
     if !peer.polite {
         call_restart_ice(&peer.pc);
@@ -520,7 +520,7 @@ fn restart_ice(engine: Engine, peer: &Peer) {
     if tries >= MAX_ICE_RESTARTS {
         if tries == MAX_ICE_RESTARTS {
             peer.restarts.set(tries + 1);
-            engine.notice.set(Some("The connection to the stranger keeps failing. Try Next.".into()));
+            engine.notify("The connection to the stranger keeps failing. Try Next.");
         }
         return;
     }
@@ -529,28 +529,9 @@ fn restart_ice(engine: Engine, peer: &Peer) {
     call_restart_ice(&peer.pc);
 }
 
-/// Notes the candidate types ("typ host", "typ srflx", "typ relay") a signal carries.
-fn note_candidate_types(engine: Engine, text: &str) {
-    let mut words = text.split_whitespace();
-    while let Some(w) = words.next() {
-        if w == "typ"
-            && let Some(t) = words.next()
-            && !engine.remote_candidate_types.with_untracked(|v| v.iter().any(|x| x == t))
-        {
-            let t = t.to_string();
-            engine.remote_candidate_types.update(|v| v.push(t));
-        }
-    }
-}
-
 /// A signal from the stranger for the current match.
 pub fn on_signal(engine: Engine, payload: SignalPayload) {
-    match &payload {
-        SignalPayload::Offer { sdp } | SignalPayload::Answer { sdp } => note_candidate_types(engine, sdp),
-        SignalPayload::Candidate { candidate, .. } => note_candidate_types(engine, candidate),
-        SignalPayload::EndOfCandidates => {}
-    }
-    let Some(peer) = MEDIA.with(|m| m.borrow().peer.clone()) else { return };
+    let Some(peer) = with(engine, |m| m.borrow().peer.clone()) else { return };
     peer.queue.borrow_mut().push_back(payload);
     if peer.busy.replace(true) {
         return;
@@ -568,7 +549,6 @@ pub fn on_signal(engine: Engine, payload: SignalPayload) {
 }
 
 async fn apply_signal(peer: &Rc<Peer>, payload: SignalPayload) -> Result<(), JsValue> {
-    let (match_id, generation) = (peer.match_id, Some(peer.generation));
     match payload {
         SignalPayload::Offer { sdp } => {
             let collision = peer.making_offer.get() || peer.pc.signaling_state() != RtcSignalingState::Stable;
@@ -584,11 +564,7 @@ async fn apply_signal(peer: &Rc<Peer>, payload: SignalPayload) -> Result<(), JsV
             let answer: RtcSessionDescriptionInit = answer.unchecked_into();
             JsFuture::from(peer.pc.set_local_description(&answer)).await?;
             if let Some(desc) = peer.pc.local_description() {
-                super::socket::send(ClientMsg::Signal {
-                    match_id,
-                    payload: SignalPayload::Answer { sdp: desc.sdp() },
-                    generation,
-                });
+                peer.engine.signal_out(peer.match_id, peer.generation, SignalPayload::Answer { sdp: desc.sdp() });
             }
         }
         SignalPayload::Answer { sdp } => {
@@ -617,7 +593,7 @@ async fn apply_signal(peer: &Rc<Peer>, payload: SignalPayload) -> Result<(), JsV
 
 /// Closes the current peer connection and forgets the stranger's stream.
 pub fn end_peer(engine: Engine) {
-    let (peer, timer, had_remote) = MEDIA.with(|m| {
+    let (peer, timer, had_remote) = with(engine, |m| {
         let mut m = m.borrow_mut();
         (m.peer.take(), m.stats_timer.take(), m.remote.take().is_some())
     });
@@ -641,7 +617,7 @@ pub fn end_peer(engine: Engine) {
         peer.queue.borrow_mut().clear();
     }
     if had_remote {
-        bump(engine);
+        engine.media_changed();
     }
 }
 
@@ -651,7 +627,7 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
 
 /// Reads getStats into the connection badge: relayed or direct, RTT, incoming bitrate.
 fn sample_stats(engine: Engine) {
-    let Some(peer) = MEDIA.with(|m| m.borrow().peer.clone()) else { return };
+    let Some(peer) = with(engine, |m| m.borrow().peer.clone()) else { return };
     spawn_local(async move {
         let Ok(report) = JsFuture::from(peer.pc.get_stats()).await else { return };
         let values = js_sys::try_iter(
@@ -696,8 +672,6 @@ fn sample_stats(engine: Engine) {
         {
             stats.inbound_kbps = Some(((inbound - b0) * 8.0 / (now - t0)).max(0.0));
         }
-        if engine.current.get_untracked().is_some_and(|m| m.id == peer.match_id) {
-            engine.stats.set(Some(stats));
-        }
+        engine.stats_sampled(peer.match_id, stats);
     });
 }

@@ -12,15 +12,29 @@ pub use media::{
 pub use socket::{send, start as connect};
 pub use storage::{load_prefs, load_relay_only, load_terms, store_prefs, store_relay_only, store_terms};
 
+use crate::engine::Engine;
 use leptos::prelude::*;
 use leptos::web_sys::{HtmlElement, HtmlVideoElement};
+use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
+
+/// What the browser keeps for one engine: its signaling connection and its media.
+/// Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Runtime {
+    socket: Rc<socket::State>,
+    media: Rc<media::State>,
+}
+
+/// The storage for the engine's [`Runtime`], which holds browser objects: the page's
+/// own thread only.
+pub type Local = LocalStorage;
 
 /// Shows the stranger's stream in `video` (when it changed). When the browser will not
 /// play its sound without a click (e.g. after a reload), it plays muted and
 /// `sound_blocked` is called.
-pub fn show_remote_video(video: &HtmlVideoElement, sound_blocked: impl Fn() + 'static) {
-    let stream = media::remote_stream();
+pub fn show_remote_video(engine: Engine, video: &HtmlVideoElement, sound_blocked: impl Fn() + 'static) {
+    let stream = media::remote_stream(engine);
     let changed = match (video.src_object(), stream.as_ref()) {
         (Some(old), Some(new)) => old.id() != new.id(),
         (None, None) => false,
@@ -46,8 +60,8 @@ pub fn show_remote_video(video: &HtmlVideoElement, sound_blocked: impl Fn() + 's
 }
 
 /// Shows our own camera in `video`.
-pub fn show_local_video(video: &HtmlVideoElement) {
-    video.set_src_object(media::local_stream().as_ref());
+pub fn show_local_video(engine: Engine, video: &HtmlVideoElement) {
+    video.set_src_object(media::local_stream(engine).as_ref());
 }
 
 /// Moves the keyboard focus to the first button inside `container`.

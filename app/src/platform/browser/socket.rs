@@ -14,6 +14,7 @@ use crate::engine::{Engine, Link, Phase, Transport};
 use leptos::prelude::*;
 use protocol::{ClientMsg, ServerMsg, close};
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -45,24 +46,40 @@ enum Live {
 /// Most intents (join/next/stop) held while the socket is not open.
 const PENDING_LIMIT: usize = 8;
 
-thread_local! {
-    static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
-    /// Intents sent before the socket was open (e.g. Start clicked while the page was
-    /// still connecting), delivered after the next `welcome`.
-    static PENDING: RefCell<Vec<ClientMsg>> = const { RefCell::new(Vec::new()) };
+/// The signaling connection of one engine (kept in its runtime).
+#[derive(Default)]
+pub struct State {
+    live: RefCell<Option<Live>>,
+    /// Intents sent before the connection was open (e.g. Start clicked while the page
+    /// was still connecting), delivered after the next `welcome`.
+    pending: RefCell<Vec<ClientMsg>>,
     /// WebSockets in a row that closed before their `welcome`.
-    static EARLY: Cell<u32> = const { Cell::new(0) };
+    early: Cell<u32>,
     /// Counts connections, so a timer can tell whether its connection is still the one.
-    static OPENED: Cell<u64> = const { Cell::new(0) };
+    opened: Cell<u64>,
     /// Times in a row that leaving the fallback did not work out.
-    static RETURNS_FAILED: Cell<u32> = const { Cell::new(0) };
+    returns_failed: Cell<u32>,
+}
+
+/// This engine's connection state; `None` once the engine is gone.
+fn state(engine: Engine) -> Option<Rc<State>> {
+    engine.runtime().map(|rt| rt.socket)
+}
+
+/// Drops the live connection (and its handlers).
+fn drop_live(engine: Engine) {
+    if let Some(st) = state(engine) {
+        let live = st.live.borrow_mut().take();
+        drop(live);
+    }
 }
 
 /// Sends a message if the connection is open. Otherwise a join/next/stop waits for the
 /// next `welcome`; per-match messages are dropped (that match's state is re-sent on
 /// resume, and the page shows that it is reconnecting).
-pub fn send(msg: ClientMsg) {
-    let sent = LIVE.with(|live| match &*live.borrow() {
+pub fn send(engine: Engine, msg: ClientMsg) {
+    let Some(st) = state(engine) else { return };
+    let sent = match &*st.live.borrow() {
         Some(Live::Ws { ws, .. }) if ws.ready_state() == WebSocket::OPEN => {
             if let Err(e) = ws.send_with_str(&msg.to_json()) {
                 leptos::logging::warn!("send failed: {e:?}");
@@ -74,45 +91,44 @@ pub fn send(msg: ClientMsg) {
             true
         }
         _ => false,
-    });
+    };
     if !sent && matches!(msg, ClientMsg::Join(_) | ClientMsg::Next | ClientMsg::Stop) {
-        PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() == PENDING_LIMIT {
-                p.remove(0);
-            }
-            p.push(msg);
-        });
+        let mut p = st.pending.borrow_mut();
+        if p.len() == PENDING_LIMIT {
+            p.remove(0);
+        }
+        p.push(msg);
     }
 }
 
-fn flush_pending() {
-    for msg in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
-        send(msg);
+fn flush_pending(engine: Engine) {
+    let Some(st) = state(engine) else { return };
+    let pending = std::mem::take(&mut *st.pending.borrow_mut());
+    for msg in pending {
+        send(engine, msg);
     }
 }
 
 pub fn start(engine: Engine) {
     if load_fallback() {
-        engine.transport.set(Transport::Fallback);
+        engine.transport_changed(Transport::Fallback);
     }
     open(engine, 0);
 }
 
 fn open(engine: Engine, failures: u32) {
-    let this = OPENED.with(|n| {
-        n.set(n.get() + 1);
-        n.get()
-    });
-    match engine.transport.get_untracked() {
+    let Some(st) = state(engine) else { return };
+    let this = st.opened.get() + 1;
+    st.opened.set(this);
+    match engine.link.transport.get_untracked() {
         Transport::WebSocket => open_ws(engine, failures, this),
         Transport::Fallback => open_fallback(engine, failures, this),
     }
 }
 
 /// Whether connection number `this` is still the current one.
-fn current(this: u64) -> bool {
-    OPENED.with(|n| n.get()) == this
+fn current(engine: Engine, this: u64) -> bool {
+    state(engine).is_some_and(|st| st.opened.get() == this)
 }
 
 /// A server message, whatever the transport.
@@ -125,7 +141,7 @@ fn received(engine: Engine, text: &str) {
             }
             engine.apply(msg);
             if welcome {
-                flush_pending();
+                flush_pending(engine);
             }
         }
         Err(e) => leptos::logging::warn!("ignoring a server message I do not understand: {e}"),
@@ -134,21 +150,20 @@ fn received(engine: Engine, text: &str) {
 
 /// The connection ended with `code`, whatever the transport: reconnect, or not.
 fn closed(engine: Engine, code: u16, opened_at: f64, failures: u32) {
-    LIVE.with(|live| live.borrow_mut().take());
+    drop_live(engine);
     // A connection that lived a while resets the backoff.
     let failures = if js_sys::Date::now() - opened_at > 10_000.0 { 0 } else { failures };
     match code {
         // `banned` was applied; do not knock again.
-        close::BANNED => engine.link.set(Link::Closed),
+        close::BANNED => engine.link_changed(Link::Closed),
         close::REPLACED => {
             // Another tab (a duplicate of this one) took this session over: start our own.
             store_token(None);
-            engine.notice.set(Some("This chat continued in another tab.".into()));
-            engine.stop_locally();
+            engine.session_taken_over();
             retry(engine, 0);
         }
         close::SERVICE_RESTART => {
-            engine.link.set(Link::Restarting);
+            engine.link_changed(Link::Restarting);
             set_timeout(move || open(engine, failures + 1), Duration::from_millis(300 + jitter(700.0)));
         }
         _ => retry(engine, failures + 1),
@@ -179,14 +194,16 @@ fn open_ws(engine: Engine, failures: u32, this: u64) {
         let Some(text) = ev.data().as_string() else { return };
         if !got_welcome.get() && text.contains("\"welcome\"") {
             got_welcome.set(true);
-            EARLY.with(|e| e.set(0));
-            RETURNS_FAILED.with(|r| r.set(0));
+            if let Some(st) = state(engine) {
+                st.early.set(0);
+                st.returns_failed.set(0);
+            }
         }
         received(engine, &text);
     });
     let opened_at = js_sys::Date::now();
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-        if !current(this) {
+        if !current(engine, this) {
             return;
         }
         // Closed before `welcome`, and not by this server (whose codes mean it was
@@ -195,9 +212,14 @@ fn open_ws(engine: Engine, failures: u32, this: u64) {
             ev.code(),
             close::REPLACED | close::BANNED | close::POLICY | close::TOO_LARGE | close::SERVICE_RESTART
         );
-        let early = !welcomed.get() && !ours && EARLY.with(|e| e.replace(e.get() + 1) + 1) >= EARLY_CLOSES;
+        let early = !welcomed.get()
+            && !ours
+            && state(engine).is_some_and(|st| {
+                st.early.set(st.early.get() + 1);
+                st.early.get() >= EARLY_CLOSES
+            });
         if early {
-            LIVE.with(|live| live.borrow_mut().take());
+            drop_live(engine);
             return fall_back_if_http_works(engine, failures);
         }
         closed(engine, ev.code(), opened_at, failures);
@@ -210,18 +232,18 @@ fn open_ws(engine: Engine, failures: u32, this: u64) {
     let waiting = ws.clone();
     set_timeout(
         move || {
-            if current(this) && !no_welcome.get() && waiting.ready_state() != WebSocket::CLOSED {
+            if current(engine, this) && !no_welcome.get() && waiting.ready_state() != WebSocket::CLOSED {
                 waiting.set_onclose(None);
                 waiting.close().ok();
-                LIVE.with(|live| live.borrow_mut().take());
+                drop_live(engine);
                 fall_back_if_http_works(engine, failures);
             }
         },
         WELCOME_TIMEOUT,
     );
-    LIVE.with(|live| {
-        *live.borrow_mut() = Some(Live::Ws { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
-    });
+    if let Some(st) = state(engine) {
+        *st.live.borrow_mut() = Some(Live::Ws { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
+    }
 }
 
 /// WebSockets fail here: if the server answers plain HTTP, the network is what blocks
@@ -234,10 +256,12 @@ fn fall_back_if_http_works(engine: Engine, failures: u32) {
         };
         if reachable {
             leptos::logging::log!("WebSockets do not get through here: using the HTTP fallback");
-            EARLY.with(|e| e.set(0));
-            RETURNS_FAILED.with(|r| r.set(r.get() + 1));
+            if let Some(st) = state(engine) {
+                st.early.set(0);
+                st.returns_failed.set(st.returns_failed.get() + 1);
+            }
             store_fallback(true);
-            engine.transport.set(Transport::Fallback);
+            engine.transport_changed(Transport::Fallback);
             open(engine, 0);
         } else {
             retry(engine, failures + 1);
@@ -250,14 +274,18 @@ fn open_fallback(engine: Engine, failures: u32, this: u64) {
     let handlers = fallback::Handlers {
         message: Box::new(move |text| received(engine, text)),
         closed: Box::new(move |code| {
-            if current(this) {
+            if current(engine, this) {
                 closed(engine, code, opened_at, failures);
             }
         }),
-        ready: Box::new(send_hello),
+        ready: Box::new(move || send_hello(engine)),
     };
     match Sse::open(handlers) {
-        Ok(sse) => LIVE.with(|live| *live.borrow_mut() = Some(Live::Sse(sse))),
+        Ok(sse) => {
+            if let Some(st) = state(engine) {
+                *st.live.borrow_mut() = Some(Live::Sse(sse));
+            }
+        }
         Err(e) => {
             leptos::logging::warn!("cannot open the fallback connection: {e:?}");
             return retry(engine, failures + 1);
@@ -266,24 +294,23 @@ fn open_fallback(engine: Engine, failures: u32, this: u64) {
     schedule_probe(engine, this);
 }
 
-fn send_hello() {
-    LIVE.with(|live| {
-        if let Some(Live::Sse(sse)) = &*live.borrow() {
-            sse.send(ClientMsg::Hello { resume_token: load_token() }.to_json());
-        }
-    });
+fn send_hello(engine: Engine) {
+    let Some(st) = state(engine) else { return };
+    if let Some(Live::Sse(sse)) = &*st.live.borrow() {
+        sse.send(ClientMsg::Hello { resume_token: load_token() }.to_json());
+    }
 }
 
 /// Now and then, while on the fallback: does a WebSocket open now? Then switch back,
 /// unless that would interrupt a chat (a resume restarts the call); then ask again later.
 fn schedule_probe(engine: Engine, this: u64) {
-    // The first fall-back counts too: RETURNS_FAILED is 1 on the first probe.
-    let failed = RETURNS_FAILED.with(|r| r.get()).saturating_sub(1).min(8);
+    // The first fall-back counts too: `returns_failed` is 1 on the first probe.
+    let failed = state(engine).map_or(0, |st| st.returns_failed.get()).saturating_sub(1).min(8);
     let every = (PROBE_EVERY_MS * 2f64.powi(failed as i32)).min(PROBE_MAX_MS);
     let delay = Duration::from_millis(every as u64 + jitter(every / 2.0));
     set_timeout(
         move || {
-            if !current(this) {
+            if !current(engine, this) {
                 return;
             }
             let Ok(probe) = WebSocket::new(&url()) else { return schedule_probe(engine, this) };
@@ -291,10 +318,10 @@ fn schedule_probe(engine: Engine, this: u64) {
             let on_open = Closure::once_into_js(move |_: web_sys::Event| {
                 opened.close().ok();
                 let chatting = matches!(
-                    engine.phase.get_untracked(),
+                    engine.chat.phase.get_untracked(),
                     Phase::Connecting | Phase::Connected | Phase::PeerReconnecting | Phase::AskingMedia
                 );
-                if !current(this) {
+                if !current(engine, this) {
                     return;
                 }
                 if chatting {
@@ -302,14 +329,14 @@ fn schedule_probe(engine: Engine, this: u64) {
                 }
                 leptos::logging::log!("WebSockets work again: leaving the HTTP fallback");
                 store_fallback(false);
-                engine.transport.set(Transport::WebSocket);
+                engine.transport_changed(Transport::WebSocket);
                 // The new socket resumes the session; the fallback connection goes.
-                LIVE.with(|live| live.borrow_mut().take());
+                drop_live(engine);
                 open(engine, 0);
             });
             probe.set_onopen(Some(on_open.unchecked_ref()));
             let failed = Closure::once_into_js(move |_: web_sys::Event| {
-                if current(this) {
+                if current(engine, this) {
                     schedule_probe(engine, this);
                 }
             });
@@ -320,7 +347,7 @@ fn schedule_probe(engine: Engine, this: u64) {
 }
 
 fn retry(engine: Engine, failures: u32) {
-    engine.link.set(Link::Reconnecting);
+    engine.link_changed(Link::Reconnecting);
     set_timeout(move || open(engine, failures), Duration::from_millis(backoff_ms(failures)));
 }
 
