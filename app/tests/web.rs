@@ -407,6 +407,38 @@ mod state_machine {
     }
 
     #[wasm_bindgen_test]
+    fn the_badge_learns_the_strangers_candidate_types_from_their_signals_of_this_match_only() {
+        use protocol::SignalPayload;
+        let e = engine();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(21, &[]));
+        let signal = |id: u128, candidate: &str| ServerMsg::Signal {
+            match_id: MatchId(Uuid::from_u128(id)),
+            payload: SignalPayload::Candidate { candidate: candidate.into(), sdp_mid: None, sdp_m_line_index: None },
+            generation: None,
+        };
+        e.apply(signal(21, "candidate:1 1 udp 2122 192.0.2.1 5000 typ host"));
+        e.apply(signal(21, "candidate:2 1 udp 1686 198.51.100.1 5001 typ srflx raddr 0.0.0.0 rport 0"));
+        e.apply(signal(21, "candidate:3 1 udp 2122 192.0.2.1 5002 typ host"));
+        e.apply(signal(99, "candidate:4 1 udp 41 203.0.113.1 5003 typ relay"));
+        assert_eq!(e.media.remote_candidate_types.get_untracked(), vec!["host", "srflx"]);
+    }
+
+    #[wasm_bindgen_test]
+    fn mic_and_camera_toggle_and_auto_next_is_set_by_name() {
+        let e = engine();
+        assert!(!e.media.mic_muted.get_untracked() && !e.media.camera_off.get_untracked());
+        e.toggle_mic();
+        assert!(e.media.mic_muted.get_untracked() && !e.media.camera_off.get_untracked());
+        e.toggle_camera();
+        e.toggle_mic();
+        assert!(!e.media.mic_muted.get_untracked() && e.media.camera_off.get_untracked());
+        e.set_auto_next(true);
+        assert!(e.chat.auto_next.get_untracked());
+    }
+
+    #[wasm_bindgen_test]
     async fn really_skip_belongs_to_its_match() {
         let e = engine();
         let (root, _screen) = mount_chat();
