@@ -6,14 +6,20 @@
 //! connection over its address's cap is closed before a byte is read, and one that
 //! does not finish its request header in time (including an idle keep-alive
 //! connection) is closed by hyper.
+//!
+//! A connection from a trusted load balancer (`--trusted-proxies`) first gives its
+//! PROXY v2 header ([`crate::proxy`]): the cap, and everything after, then apply to
+//! the client's address in it.
 
 use crate::limits::{ConnLimits, ConnPermit, client_key};
+use crate::proxy::{self, TrustedProxies};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +42,8 @@ pub struct AcceptPolicy {
     /// Time a client has to send a complete request header (also the most a
     /// keep-alive connection stays idle between requests).
     pub header_timeout: Duration,
+    /// Load balancers whose PROXY headers name the client.
+    pub proxies: TrustedProxies,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then lets requests in
@@ -64,59 +72,95 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = policy.limits.acquire(client_key(peer.ip())) else {
-            // Over this address's cap: closed before anything is read.
-            metrics::counter!(crate::metrics::REFUSED_CONNECTIONS).increment(1);
-            continue;
-        };
-        // Signaling frames are small and latency-bound: no Nagle delay (which, against
-        // a peer's delayed ACK, holds a second small frame back by ~40 ms).
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-        let io = TokioIo::new(Counted { tcp, _permit: permit });
-        let router = router.clone();
-        let pacer = Arc::new(Pacer::new());
-        let mut stop = stop_rx.clone();
-        let header_timeout = policy.header_timeout;
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let (router, wait) = (router.clone(), pacer.wait());
-                async move {
-                    // Requests on one connection are served one after the other, so
-                    // holding this one back holds back everything pipelined behind it.
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
+        let conn = Conn { router: router.clone(), header_timeout: policy.header_timeout, stop: stop_rx.clone() };
+        if policy.proxies.trusts(peer.ip()) {
+            // The balancer's connection: the client's address is in its PROXY header,
+            // read in the connection's own task so that a slow one holds up no one.
+            let limits = policy.limits.clone();
+            connections.spawn(async move {
+                let mut tcp = tcp;
+                let client = match proxy::read_header(&mut tcp).await {
+                    Ok(client) => client.unwrap_or(peer),
+                    Err(e) => {
+                        metrics::counter!(crate::metrics::PROXY_REFUSED).increment(1);
+                        return tracing::debug!(%peer, "closed: {e}");
                     }
-                    router.oneshot(req).await
+                };
+                if let Some(permit) = admit(&limits, client) {
+                    conn.serve(tcp, client, permit).await;
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_REQUEST_BUFFER)
-                .serve_connection(io, service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::trace!(%peer, "connection ended: {e}");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        } else if let Some(permit) = admit(&policy.limits, peer) {
+            connections.spawn(conn.serve(tcp, peer, permit));
+        }
     }
     drop(listener);
     let _ = stop_tx.send(());
     connections.close();
     if tokio::time::timeout(drain, connections.wait()).await.is_err() {
         tracing::warn!("some requests did not finish in time");
+    }
+}
+
+/// A slot under `client`'s cap, or `None` (the connection is then closed before a
+/// byte of HTTP is read).
+fn admit(limits: &ConnLimits, client: SocketAddr) -> Option<ConnPermit> {
+    let permit = limits.acquire(client_key(client.ip())).ok();
+    if permit.is_none() {
+        metrics::counter!(crate::metrics::REFUSED_CONNECTIONS).increment(1);
+    }
+    permit
+}
+
+/// What serving one accepted connection needs.
+struct Conn {
+    router: Router,
+    header_timeout: Duration,
+    stop: watch::Receiver<()>,
+}
+
+impl Conn {
+    /// HTTP/1.1 with upgrades on `tcp` for `client`, until it ends or the server stops
+    /// (then requests in flight finish).
+    async fn serve(self, tcp: TcpStream, client: SocketAddr, permit: ConnPermit) {
+        // Signaling frames are small and latency-bound: no Nagle delay (which, against
+        // a peer's delayed ACK, holds a second small frame back by ~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let io = TokioIo::new(Counted { tcp, _permit: permit });
+        let (router, mut stop) = (self.router, self.stop);
+        let pacer = Arc::new(Pacer::new());
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(client));
+            let (router, wait) = (router.clone(), pacer.wait());
+            async move {
+                // Requests on one connection are served one after the other, so
+                // holding this one back holds back everything pipelined behind it.
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                router.oneshot(req).await
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(MAX_REQUEST_BUFFER)
+            .serve_connection(io, service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::trace!(%client, "connection ended: {e}");
+                }
+            }
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
     }
 }
 

@@ -171,6 +171,21 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_GEOIP_DB")]
     pub geoip_db: Option<PathBuf>,
 
+    /// Load balancers (addresses or blocks, comma separated, e.g. 10.0.0.5,fd00::/8)
+    /// whose connections start with a PROXY v2 header naming the client (HAProxy's
+    /// `send-proxy-v2`). Caps, the IP database and bans then see the client's address.
+    /// A connection from one of them without a valid header within 2 s is closed;
+    /// anyone else's header is not read. Empty: clients connect directly.
+    #[arg(long, env = "LETSMEET_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+
+    /// Seconds between SIGTERM and closing the sockets: `/healthz` answers 503 at once,
+    /// so a load balancer sends new users elsewhere, and the sockets are closed with
+    /// 1012 (reconnect) only after this (set it above the balancer's health-check
+    /// interval times its `fall` count). 0 without a balancer.
+    #[arg(long, env = "LETSMEET_DRAIN_DELAY_SECS", default_value_t = 0.0, value_parser = non_negative_secs)]
+    pub drain_delay_secs: f64,
+
     /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
     /// small and idle sockets dominate memory; larger messages are read in several steps.
     #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 1024)]

@@ -14,6 +14,7 @@
 //! - [`geo`]: the country of a connection's address, from an offline IP database.
 //! - [`hub`]: sessions, matches and relay: a sans-IO core, its backend seam, a tokio shell.
 //! - [`limits`]: connection caps.
+//! - [`proxy`]: the PROXY v2 header from a trusted load balancer.
 //! - [`metrics`]: Prometheus metric names and handles.
 
 // Leptos view types nest deeply.
@@ -26,6 +27,7 @@ pub mod hub;
 pub mod ice;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod site;
 pub mod sse;
 pub mod ws;
@@ -131,12 +133,23 @@ pub async fn serve(
     let policy = accept::AcceptPolicy {
         limits: limits::ConnLimits::new(config.max_sockets_per_ip(), u32::MAX),
         header_timeout: config.header_timeout(),
+        proxies: proxy::TrustedProxies(config.trusted_proxies.clone()),
     };
+    let drain_delay = Duration::from_secs_f64(config.drain_delay_secs);
     let stop = async move {
         // The hub is supervised: if it fails, the server stops too, rather than hold
         // sockets open to broken state (readers close theirs with 1012).
         tokio::select! {
-            _ = shutdown => tracing::info!("shutting down: asking clients to reconnect"),
+            _ = shutdown => {
+                // Health checks fail first, so a balancer sends new users elsewhere;
+                // the sockets close (and their users move) once it has noticed.
+                drain.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                if !drain_delay.is_zero() {
+                    tracing::info!("draining: /healthz answers 503 for {drain_delay:?} before the sockets close");
+                    tokio::time::sleep(drain_delay).await;
+                }
+                tracing::info!("shutting down: asking clients to reconnect");
+            }
             _ = drain.hub.failed() => tracing::error!("the hub failed: shutting down"),
         }
         drain.hub.drain();

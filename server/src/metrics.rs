@@ -62,6 +62,8 @@ pub const REPORTS: &str = "letsmeet_reports_total";
 pub const QUEUE_WAIT: &str = "letsmeet_queue_wait_seconds";
 pub const RELAY_LATENCY: &str = "letsmeet_relay_latency_seconds";
 pub const REFUSED_CONNECTIONS: &str = "letsmeet_connections_refused_total";
+/// Connections from a trusted balancer closed for a missing or bad PROXY header.
+pub const PROXY_REFUSED: &str = "letsmeet_proxy_header_refused_total";
 pub const SEARCHES_DEFERRED: &str = "letsmeet_searches_deferred_total";
 /// Connections looked up in the IP database, by `found` ("yes" or "no").
 pub const GEOIP_LOOKUPS: &str = "letsmeet_geoip_lookups_total";

@@ -63,6 +63,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         tasks: TaskTracker::new(),
         geo,
         sse: crate::sse::SseRegistry::default(),
+        draining: Default::default(),
     };
 
     let api = Router::new()
@@ -94,8 +95,11 @@ pub fn metrics_router(state: WsState) -> Router {
     Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
 }
 
-/// `GET /healthz`: the process serves and its hub answers.
+/// `GET /healthz`: the process serves and its hub answers, and it is not draining.
 async fn healthz(State(state): State<WsState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
     match state.hub.counts() {
         Ok((counts, video, text)) => axum::Json(serde_json::json!({
             "status": "ok",

@@ -52,6 +52,8 @@ pub struct WsState {
     pub geo: Geo,
     /// Connections on the fallback transport (`/sse`).
     pub sse: crate::sse::SseRegistry,
+    /// Shutdown has begun: `/healthz` fails so that a load balancer stops sending users.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Per-socket settings (from the server configuration).

@@ -119,6 +119,18 @@ impl TestServer {
         tokio::time::timeout(WAIT, self.task).await.expect("the server stops by itself").unwrap()
     }
 
+    /// Asks the server to stop (as SIGTERM does) without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits for a server asked to stop to finish.
+    pub async fn join(self) {
+        tokio::time::timeout(WAIT, self.task).await.expect("the server stops in time").unwrap().unwrap();
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
