@@ -112,28 +112,15 @@ async fn only_a_trusted_balancer_is_believed_and_it_must_send_a_header() {
     let server = TestServer::start(trusting_loopback_balancer()).await;
 
     // From an untrusted address the header is not read: it is a bad request.
-    let spoof = ppp::v2::Builder::with_addresses(
-        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
-        ppp::v2::Protocol::Stream,
-        ("203.0.113.7:5000".parse::<SocketAddr>().unwrap(), server.addr),
-    )
-    .build()
-    .unwrap();
-    let mut stream = tcp_from([127, 0, 0, 5], server.addr).await;
-    stream.write_all(&spoof).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer).await;
+    let client: SocketAddr = "203.0.113.7:5000".parse().unwrap();
+    let spoof = header(ppp::v2::Command::Proxy, (client, server.addr));
+    let answer = health_after([127, 0, 0, 5], server.addr, &spoof).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "an untrusted PROXY header is garbage: {answer:?}");
 
     // From the trusted balancer, plain HTTP without a header is closed unanswered.
     assert_eq!(get_from([127, 0, 0, 1], server.addr, "/healthz").await, "", "no header, no answer");
     // With one, it is served as the client it names.
-    let mut stream = tcp_from([127, 0, 0, 1], server.addr).await;
-    stream.write_all(&spoof).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer).await;
+    let answer = health_after([127, 0, 0, 1], server.addr, &spoof).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 
     let metrics = http_get(server.metrics_addr.unwrap(), "/metrics").await;
@@ -153,7 +140,8 @@ async fn a_draining_node_fails_its_health_check_then_closes_its_sockets_with_101
     server.begin_stop();
     // At once: the health check (as HAProxy sends it, with a LOCAL header) fails, so
     // HAProxy stops sending users here...
-    let health = http_get_with_header(server.addr).await;
+    let local = header(ppp::v2::Command::Local, ppp::v2::Addresses::Unspecified);
+    let health = health_after([127, 0, 0, 1], server.addr, &local).await;
     assert!(health.starts_with("HTTP/1.1 503") && health.ends_with("draining"), "{health:?}");
     // ...while the users already here keep their sockets until the delay is over.
     client.expect_silence(Duration::from_millis(800)).await;
@@ -162,17 +150,16 @@ async fn a_draining_node_fails_its_health_check_then_closes_its_sockets_with_101
     server.join().await;
 }
 
-/// `GET /healthz` straight to a node that trusts 127.0.0.1, with a LOCAL header.
-async fn http_get_with_header(node: SocketAddr) -> String {
-    let local = ppp::v2::Builder::with_addresses(
-        ppp::v2::Version::Two | ppp::v2::Command::Local,
-        ppp::v2::Protocol::Stream,
-        ppp::v2::Addresses::Unspecified,
-    )
-    .build()
-    .unwrap();
-    let mut stream = tcp_from([127, 0, 0, 1], node).await;
-    stream.write_all(&local).await.unwrap();
+/// A PROXY v2 header for a TCP stream.
+fn header(command: ppp::v2::Command, addresses: impl Into<ppp::v2::Addresses>) -> Vec<u8> {
+    let version = ppp::v2::Version::Two | command;
+    ppp::v2::Builder::with_addresses(version, ppp::v2::Protocol::Stream, addresses).build().unwrap()
+}
+
+/// `GET /healthz` from `from` straight to `node`, after `prefix`: the whole answer.
+async fn health_after(from: [u8; 4], node: SocketAddr, prefix: &[u8]) -> String {
+    let mut stream = tcp_from(from, node).await;
+    stream.write_all(prefix).await.unwrap();
     stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer).await;
