@@ -26,10 +26,7 @@ fn local_time(rfc3339: &str) -> String {
 /// Any path we do not serve.
 #[component]
 pub fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
-        resp.set_status(http::StatusCode::NOT_FOUND);
-    }
+    crate::platform::respond_not_found();
     view! {
         <main class="mx-auto max-w-xl px-6 py-24 text-center">
             <h1 class="font-display text-5xl font-black">"Nobody here."</h1>

@@ -53,6 +53,14 @@ pub fn browser_country() -> Option<String> {
 }
 pub fn mark_hydrated() {}
 
+/// The page being rendered answers 404 (when rendered for an HTTP response).
+pub fn respond_not_found() {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(http::StatusCode::NOT_FOUND);
+    }
+}
+
 pub fn load_prefs() -> Option<Preferences> {
     None
 }

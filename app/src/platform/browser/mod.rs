@@ -103,6 +103,9 @@ pub fn browser_country() -> Option<String> {
     protocol::prefs::normalize_country(region)
 }
 
+/// The status of a page is the server's business.
+pub fn respond_not_found() {}
+
 /// Marks the page as hydrated (`body[data-hydrated]`), for tests and styles.
 pub fn mark_hydrated() {
     if let Some(body) = document().body() {
