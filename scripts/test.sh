@@ -24,7 +24,20 @@ step "cargo test (native: protocol, matcher, server, app)"
 cargo test --workspace --exclude frontend --locked
 
 step "wasm-bindgen-test in headless Chromium (app)"
-cargo test -p app --target wasm32-unknown-unknown --features hydrate --locked
+# The runner picks ChromeDriver's port itself and now and then loses it to another
+# process before the driver binds it ("driver failed to bind port during startup"):
+# then, and only then, the run is repeated once.
+wasm_log=$(mktemp)
+if ! cargo test -p app --target wasm32-unknown-unknown --features hydrate --locked 2>&1 | tee "$wasm_log"; then
+  if grep -q "failed to bind port" "$wasm_log"; then
+    echo "ChromeDriver lost its port: running the browser tests once more"
+    cargo test -p app --target wasm32-unknown-unknown --features hydrate --locked
+  else
+    rm -f "$wasm_log"
+    exit 1
+  fi
+fi
+rm -f "$wasm_log"
 
 step "release build of the site"
 cargo leptos build --release

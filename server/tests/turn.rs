@@ -50,7 +50,21 @@ fn credentials(user: &str) -> (String, String) {
 }
 
 impl Coturn {
+    /// Starts coturn on a free port and waits until it answers. The port is free when
+    /// picked, but another process may take it (or its TCP twin) before coturn binds
+    /// it: then coturn does not answer, and a fresh port is tried, up to three times.
     fn start(peers: Peers) -> Self {
+        for _ in 0..3 {
+            let coturn = Self::start_once(peers);
+            if coturn.wait_until_it_answers() {
+                return coturn;
+            }
+            eprintln!("coturn did not answer STUN on port {} within 10 s; trying another port", coturn.port);
+        }
+        panic!("coturn did not start on three free ports");
+    }
+
+    fn start_once(peers: Peers) -> Self {
         let port = free_udp_port();
         // 100 relay ports for each coturn, a different block for each one this process starts.
         // (A uclient run that fails leaves its allocations, up to four ports, until they expire.)
@@ -96,13 +110,12 @@ impl Coturn {
                 log.push('\n');
             }
         });
-        let coturn = Self { child, port, log };
-        coturn.wait_until_it_answers();
-        coturn
+        Self { child, port, log }
     }
 
-    /// Sends STUN binding requests until coturn answers one (it is listening).
-    fn wait_until_it_answers(&self) {
+    /// Sends STUN binding requests until coturn answers one (it is listening): whether
+    /// it did within 10 s.
+    fn wait_until_it_answers(&self) -> bool {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         // Binding request, no attributes, the magic cookie, a fixed transaction id.
@@ -113,10 +126,10 @@ impl Coturn {
         for _ in 0..100 {
             socket.send_to(&request, ("127.0.0.1", self.port)).unwrap();
             if socket.recv(&mut answer).is_ok() {
-                return;
+                return true;
             }
         }
-        panic!("coturn did not answer STUN on port {} within 10 s", self.port);
+        false
     }
 
     /// Runs `turnutils_uclient` with `args` against this coturn: whether it succeeded, and
