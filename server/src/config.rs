@@ -175,7 +175,9 @@ pub struct Config {
     /// whose connections start with a PROXY v2 header naming the client (HAProxy's
     /// `send-proxy-v2`). Caps, the IP database and bans then see the client's address.
     /// A connection from one of them without a valid header within 2 s is closed;
-    /// anyone else's header is not read. Empty: clients connect directly.
+    /// anyone else's header is not read. Empty: clients connect directly. Name the
+    /// balancers themselves, not a wide range: their connections hold no per-address
+    /// slot until the header arrives.
     #[arg(long, env = "LETSMEET_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
 

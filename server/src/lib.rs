@@ -146,7 +146,11 @@ pub async fn serve(
                 drain.draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 if !drain_delay.is_zero() {
                     tracing::info!("draining: /healthz answers 503 for {drain_delay:?} before the sockets close");
-                    tokio::time::sleep(drain_delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(drain_delay) => {}
+                        // Broken state is not kept open for the rest of the delay.
+                        _ = drain.hub.failed() => tracing::error!("the hub failed while draining"),
+                    }
                 }
                 tracing::info!("shutting down: asking clients to reconnect");
             }

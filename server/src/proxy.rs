@@ -67,6 +67,14 @@ impl FromStr for Cidr {
                 _ => return Err(format!("`{s}`: the prefix length must be 0 to {max}")),
             },
         };
+        // An IPv4 block written as IPv4-mapped IPv6 is that IPv4 block (peers are
+        // compared in their IPv4 form).
+        if let IpAddr::V6(v6) = net
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Ok(Self { net: IpAddr::V4(v4), prefix: prefix - 96 });
+        }
         Ok(Self { net, prefix })
     }
 }
@@ -162,6 +170,8 @@ mod tests {
         assert!(host.contains("127.0.0.1".parse().unwrap()) && !host.contains("127.0.0.2".parse().unwrap()));
         let v6: Cidr = "fd00::/8".parse().unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()) && !v6.contains("fe80::1".parse().unwrap()));
+        let mapped: Cidr = "::ffff:10.1.0.0/112".parse().unwrap();
+        assert_eq!(mapped, c, "a mapped block is the IPv4 block");
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("203.0.113.9".parse().unwrap()) && !all.contains("::1".parse().unwrap()));
         for bad in ["10.0.0.0/33", "::/129", "example.org", "10.0.0.0/x", ""] {

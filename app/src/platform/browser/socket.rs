@@ -150,6 +150,10 @@ fn received(engine: Engine, text: &str) {
 
 /// The connection ended with `code`, whatever the transport: reconnect, or not.
 fn closed(engine: Engine, code: u16, opened_at: f64, failures: u32) {
+    if engine.runtime().is_none() {
+        // The engine is gone (its page was unmounted): nothing to reconnect for.
+        return;
+    }
     drop_live(engine);
     // A connection that lived a while resets the backoff.
     let failures = if js_sys::Date::now() - opened_at > 10_000.0 { 0 } else { failures };
@@ -317,13 +321,13 @@ fn schedule_probe(engine: Engine, this: u64) {
             let opened = probe.clone();
             let on_open = Closure::once_into_js(move |_: web_sys::Event| {
                 opened.close().ok();
+                if !current(engine, this) {
+                    return;
+                }
                 let chatting = matches!(
                     engine.chat.phase.get_untracked(),
                     Phase::Connecting | Phase::Connected | Phase::PeerReconnecting | Phase::AskingMedia
                 );
-                if !current(engine, this) {
-                    return;
-                }
                 if chatting {
                     return schedule_probe(engine, this);
                 }
