@@ -72,11 +72,11 @@ pub async fn serve(
                 }
             },
         };
-        let conn = Conn { router: router.clone(), header_timeout: policy.header_timeout, stop: stop_rx.clone() };
+        let conn = || Conn { router: router.clone(), header_timeout: policy.header_timeout, stop: stop_rx.clone() };
         if policy.proxies.trusts(peer.ip()) {
             // The balancer's connection: the client's address is in its PROXY header,
             // read in the connection's own task so that a slow one holds up no one.
-            let limits = policy.limits.clone();
+            let (limits, conn) = (policy.limits.clone(), conn());
             connections.spawn(async move {
                 let mut tcp = tcp;
                 let client = match proxy::read_header(&mut tcp).await {
@@ -91,7 +91,8 @@ pub async fn serve(
                 }
             });
         } else if let Some(permit) = admit(&policy.limits, peer) {
-            connections.spawn(conn.serve(tcp, peer, permit));
+            // A refused connection costs no clone of the router.
+            connections.spawn(conn().serve(tcp, peer, permit));
         }
     }
     drop(listener);
