@@ -60,6 +60,11 @@
 //! compatible partner beyond the bound is then missed (and the invariant broken) until
 //! one of the two searches again: at its next join, fallback or avoid deadline.
 
+#[cfg(feature = "service")]
+pub mod service;
+#[cfg(feature = "service")]
+pub mod store;
+
 use protocol::{Mode, SessionId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -188,6 +188,17 @@ pub struct Config {
     #[arg(long, env = "LETSMEET_DRAIN_DELAY_SECS", default_value_t = 0.0, value_parser = non_negative_secs)]
     pub drain_delay_secs: f64,
 
+    /// Cluster mode: the Redis that the nodes and the matcher service share (e.g.
+    /// `redis://127.0.0.1:6379`). Run the `matcher` service against the same Redis.
+    /// Without it, one process serves everything in memory.
+    #[arg(long, env = "LETSMEET_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Cluster mode: seconds Redis may stay unreachable before this node closes every
+    /// socket with 1012 (its clients reconnect to a healthy node) and exits.
+    #[arg(long, env = "LETSMEET_REDIS_TIMEOUT_SECS", default_value_t = 10.0, value_parser = positive_secs)]
+    pub redis_timeout_secs: f64,
+
     /// WebSocket read/write buffer size in bytes. Small, because signaling messages are
     /// small and idle sockets dominate memory; larger messages are read in several steps.
     #[arg(long, env = "LETSMEET_WS_BUFFER_BYTES", default_value_t = 1024)]

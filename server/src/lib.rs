@@ -1,10 +1,12 @@
 //! Let'sMeet server.
 //!
 //! One binary serves the server-rendered Leptos site, its static assets and the `/ws`
-//! signaling endpoint, and runs matchmaking in memory.
+//! signaling endpoint, and runs matchmaking in memory; with `--redis-url` it is one
+//! node of a cluster, and the `matcher` service pairs.
 //!
 //! Layout:
 //! - [`accept`]: the accept loop: per-address cap on every connection, header deadline.
+//! - [`cluster`]: cluster mode (`--redis-url`): the hub on the Redis backend.
 //! - [`config`]: flags and environment.
 //! - [`site`]: the router: Leptos SSR pages, `/pkg` and assets, `/healthz`, `/ws`.
 //! - [`ws`]: per-socket checks, reader and writer tasks.
@@ -21,6 +23,7 @@
 #![recursion_limit = "256"]
 
 pub mod accept;
+pub mod cluster;
 pub mod config;
 pub mod geo;
 pub mod hub;
@@ -106,7 +109,18 @@ pub async fn serve(
     on_start: impl FnOnce(Running),
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (router, state) = site::router(&config)?;
+    config.validate()?;
+    let hub = match &config.redis_url {
+        Some(url) => {
+            let cluster = cluster::ClusterConfig {
+                redis_url: url.clone(),
+                timeout: Duration::from_secs_f64(config.redis_timeout_secs),
+            };
+            cluster::start(cluster, hub::HubConfig::from(&config)).await?
+        }
+        None => hub::HubHandle::start(hub::HubConfig::from(&config)),
+    };
+    let (router, state) = site::router_with(&config, hub)?;
     let metrics = match config.metrics_bind.0 {
         Some(at) => Some(bind_listener(at).map_err(|e| anyhow::anyhow!("cannot listen for metrics on {at}: {e}"))?),
         None => None,

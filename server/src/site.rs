@@ -43,8 +43,14 @@ pub fn bind_addr(config: &Config) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Builds the router and starts the hub.
+/// Builds the router and starts the hub (in memory).
 pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
+    config.validate()?;
+    router_with(config, HubHandle::start(HubConfig::from(config)))
+}
+
+/// Builds the router around a running hub.
+pub fn router_with(config: &Config, hub: HubHandle) -> anyhow::Result<(Router, WsState)> {
     config.validate()?;
     let options = leptos_options(config)?;
     crate::metrics::install();
@@ -56,7 +62,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, WsState)> {
         }
     };
     let ws_state = WsState {
-        hub: HubHandle::start(HubConfig::from(config)),
+        hub,
         limits: ConnLimits::new(config.max_conn_per_ip, config.max_connections),
         settings: Arc::new(WsSettings::from(config)),
         next_id: Arc::new(AtomicU64::new(0)),

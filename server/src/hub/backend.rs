@@ -29,7 +29,7 @@ pub struct Entry {
 }
 
 /// What one side of a pair brings to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Seat {
     /// Its country for matching: the connection's, else the user's pick.
     pub country: Option<String>,

@@ -20,6 +20,9 @@ pub enum Input {
     Disconnect { conn: ConnId },
     /// Tell every socket to reconnect (close 1012), for a graceful restart.
     Drain,
+    /// The rest of the cluster's sessions (from the other nodes' heartbeats): the
+    /// online counts add them to this node's own.
+    OtherNodes(protocol::OnlineCounts),
     /// The time asked for by [`super::HubCore::poll_timeout`] has come.
     Timer,
     /// An answer from the backend.

@@ -43,4 +43,4 @@ pub use core::{Counts, HubCore, IdSource};
 pub use io::{Command, Dropped, Ended, Input, Metric, Output};
 pub use model::{ConnId, Frame, RelayKind};
 pub use node::{HubStats, Node};
-pub use shell::{HubGone, HubHandle, Step};
+pub use shell::{Epoch, HubGone, HubHandle, Step};

@@ -6,6 +6,7 @@ use super::budget::Budget;
 use axum::extract::ws::Utf8Bytes;
 use matcher::{Avoid, Millis};
 use protocol::{LeftReason, MatchId, Preferences, ResumeToken, Role, SessionId};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
@@ -71,7 +72,7 @@ pub struct PastMatch {
 }
 
 /// What ending a match means for whether the two may meet again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Parting {
     /// They may be paired again at once (`stop`, a lapsed grace period).
     Free,
@@ -178,7 +179,7 @@ impl Session {
 }
 
 /// Per-match messages relayed to the peer, serialized once by the sender's socket task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelayKind {
     /// Held until the receiver's `ready`.
     Signal,
@@ -201,8 +202,9 @@ impl RelayKind {
 
 /// A message from one session to another about their match, delivered to the
 /// receiving session wherever it lives (the bus). Each session changes only its own
-/// state; what its peer must do travels as an envelope.
-#[derive(Clone, Debug)]
+/// state; what its peer must do travels as an envelope (serialized between nodes;
+/// times in it are the sending node's, see [`Envelope::shift_times`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: SessionId,
     pub match_id: MatchId,
@@ -210,13 +212,18 @@ pub struct Envelope {
 }
 
 /// What an [`Envelope`] says.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Body {
     /// You are matched with `from` (sent by the side that took the pair).
     Started(Box<Started>),
     /// A signal, chat line or typing indicator from your peer.
     /// A message from the peer's client; signals carry the sender's generation.
-    Relay { kind: RelayKind, frame: Frame, generation: u32 },
+    Relay {
+        kind: RelayKind,
+        #[serde(with = "frame_text")]
+        frame: Frame,
+        generation: u32,
+    },
     /// Your signal was dropped: the peer holds as many as it may before its `ready`.
     BufferFull,
     /// Your peer ended the match.
@@ -230,10 +237,35 @@ pub enum Body {
 }
 
 /// The receiving side's view of a new match.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Started {
     pub role: Role,
     pub common_interests: Vec<String>,
     pub peer_country: Option<String>,
     pub peer_ip: IpAddr,
+}
+
+impl Envelope {
+    /// Moves the times the envelope carries by `delta` milliseconds (saturating): onto
+    /// a shared scale (Unix ms) before it leaves a node, and back onto the receiving
+    /// node's clock when it arrives.
+    pub fn shift_times(&mut self, delta: i64) {
+        if let Body::Left { parting: Parting::Cooldown(until), .. } = &mut self.body {
+            *until = until.saturating_add_signed(delta);
+        }
+    }
+}
+
+/// A [`Frame`] as a JSON string.
+mod frame_text {
+    use super::Frame;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(frame: &Frame, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(frame.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Frame, D::Error> {
+        String::deserialize(d).map(Frame::from)
+    }
 }

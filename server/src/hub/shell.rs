@@ -27,6 +27,21 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The moment a node's millisecond clock reads 0.
+#[derive(Clone, Copy, Debug)]
+pub struct Epoch {
+    pub instant: Instant,
+    /// The wall clock then, in Unix milliseconds.
+    pub unix_ms: u64,
+}
+
+impl Epoch {
+    pub fn now() -> Self {
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Self { instant: Instant::now(), unix_ms }
+    }
+}
+
 /// The hub has stopped: the server is shutting down, or the hub failed.
 #[derive(Debug, thiserror::Error)]
 #[error("the hub has stopped")]
@@ -97,11 +112,16 @@ impl HubHandle {
 
     /// Starts the hub on `backend`, and its timer task.
     pub fn start_with(config: HubConfig, backend: Backend) -> Self {
-        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let node = Node::new(config, backend, Box::new(RandomIds::from_os()), unix_now);
+        Self::start_at(config, backend, Epoch::now())
+    }
+
+    /// [`HubHandle::start_with`], with the node's clock reading 0 at `epoch` (a
+    /// backend that shares times with other processes needs to know it).
+    pub fn start_at(config: HubConfig, backend: Backend, epoch: Epoch) -> Self {
+        let node = Node::new(config, backend, Box::new(RandomIds::from_os()), epoch.unix_ms / 1000);
         let shared = Arc::new(Shared {
             state: Mutex::new(ShellState { node, conns: HashMap::new(), out: Vec::new(), armed: None }),
-            epoch: Instant::now(),
+            epoch: epoch.instant,
             wake: Notify::new(),
             metrics: Metrics::new(),
             stopped: CancellationToken::new(),
@@ -138,6 +158,17 @@ impl HubHandle {
             st.node.handle(Input::Disconnect { conn }, now, &mut st.out);
         })
         .map(drop)
+    }
+
+    /// Takes what a shared backend received for this node (envelopes and pairs from
+    /// other nodes).
+    pub fn poll_backend(&self) -> Result<(), HubGone> {
+        self.step(|st, now| st.node.poll(now, &mut st.out)).map(drop)
+    }
+
+    /// The rest of the cluster's sessions, for the online counts.
+    pub fn set_other_nodes(&self, counts: protocol::OnlineCounts) -> Result<(), HubGone> {
+        self.step(|st, now| st.node.handle(Input::OtherNodes(counts), now, &mut st.out)).map(drop)
     }
 
     /// Tells every socket to reconnect (close 1012), for a graceful restart.

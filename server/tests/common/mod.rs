@@ -1,6 +1,7 @@
 //! Test harness: a real server on 127.0.0.1:0 and real WebSocket clients.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
 pub mod sse;
 
 use futures_util::{SinkExt, StreamExt};

@@ -84,6 +84,8 @@ pub struct HubCore {
     moderation: Moderation,
     /// Sessions of this node in a match.
     chatting: u32,
+    /// Sessions on the cluster's other nodes (none on a single node).
+    others: OnlineCounts,
     online: OnlinePush,
     out: VecDeque<Output>,
     now: Millis,
@@ -107,6 +109,7 @@ impl HubCore {
             timers: Timers::default(),
             moderation: Moderation::default(),
             chatting: 0,
+            others: OnlineCounts::default(),
             online: OnlinePush::default(),
             out: VecDeque::new(),
             now: 0,
@@ -142,6 +145,7 @@ impl HubCore {
                     });
                 }
             }
+            Input::OtherNodes(counts) => self.others = counts,
             Input::Timer => {
                 while let Some(sid) = self.sessions.expired(self.now) {
                     self.expire(sid);
@@ -250,8 +254,12 @@ impl HubCore {
         self.send(sid, &ServerMsg::error(code, message, match_id));
     }
 
+    /// Everyone online, cluster-wide: this node's sessions and the others'.
     fn online_counts(&self) -> OnlineCounts {
-        OnlineCounts { count: self.sessions.len() as u32, chatting: self.chatting }
+        OnlineCounts {
+            count: (self.sessions.len() as u32).saturating_add(self.others.count),
+            chatting: self.chatting.saturating_add(self.others.chatting),
+        }
     }
 
     /// Pushes `online` to every socket when the counts changed, at most once per

@@ -1,0 +1,207 @@
+//! The cluster's Redis schema, shared by the server nodes and the matcher service.
+//!
+//! Every key lives under `lm:`:
+//! - `lm:node:{node}`: a node's heartbeat, `"{sessions} {chatting}"`, expiring after
+//!   [`NODE_TTL`] unless renewed; `lm:nodes` is the set of node ids that ever beat
+//!   (members whose heartbeat lapsed are dead and get removed by whoever notices).
+//! - `lm:inbox:{node}`: a stream of what reaches that node's sessions: envelopes
+//!   (`k=env`) and pairs (`k=pair`). Its owner reads it from the last id it saw.
+//! - `lm:owner:{session}`: the node holding a session, expiring after [`OWNER_TTL`]
+//!   unless its node renews it.
+//! - `lm:ticket:{session}`: a waiting ticket ([`TicketRecord`] as JSON), expiring
+//!   after [`TICKET_TTL`] unless its node renews it (a dead node's tickets vanish).
+//! - `lm:queue:{mode}`: the waiting sessions of a mode, scored by arrival (Unix ms).
+//! - `lm:tickets`: a stream of ticket changes (`op=put` with the record, `op=del`)
+//!   that the active matcher follows.
+//! - `lm:matcher:lease` (the active matcher's id, expiring) and `lm:matcher:epoch`
+//!   (raised by every new holder): every pairing checks the epoch (fencing).
+//!
+//! Times in records are Unix milliseconds: processes share no monotonic clock.
+//! The scripts compute some keys from their arguments, so the schema needs one Redis
+//! instance (or a primary with replicas), not Redis Cluster.
+
+use crate::{Millis, Pair, Ticket};
+use protocol::{Mode, SessionId};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long a node's heartbeat lives unless renewed (renewed every second).
+pub const NODE_TTL: Duration = Duration::from_secs(5);
+/// How long a session's owner key lives unless renewed.
+pub const OWNER_TTL: Duration = Duration::from_secs(60);
+/// How long a waiting ticket lives unless its node renews it.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// How often a node renews its owner keys and tickets.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// Approximate length an inbox or the ticket stream is trimmed to.
+pub const STREAM_MAXLEN: usize = 100_000;
+
+pub const NODES: &str = "lm:nodes";
+pub const TICKETS: &str = "lm:tickets";
+pub const LEASE: &str = "lm:matcher:lease";
+pub const EPOCH: &str = "lm:matcher:epoch";
+
+pub fn node_key(node: &str) -> String {
+    format!("lm:node:{node}")
+}
+
+pub fn inbox_key(node: &str) -> String {
+    format!("lm:inbox:{node}")
+}
+
+pub fn owner_key(session: SessionId) -> String {
+    format!("lm:owner:{}", session.0)
+}
+
+pub fn ticket_key(session: SessionId) -> String {
+    format!("lm:ticket:{}", session.0)
+}
+
+pub fn queue_key(mode: Mode) -> String {
+    format!("lm:queue:{}", mode.as_str())
+}
+
+/// Both queues (a ticket that changes mode leaves the other one).
+pub fn queue_keys() -> [String; 2] {
+    [queue_key(Mode::Video), queue_key(Mode::Text)]
+}
+
+/// A waiting ticket as stored. `seat` is what the owning node wants back with the
+/// pair (opaque here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    /// Avoid entries' ends are Unix ms.
+    pub ticket: Ticket,
+    /// Unix ms.
+    pub since: Millis,
+    /// The node that owns the session.
+    pub node: String,
+    pub seat: serde_json::Value,
+}
+
+/// A pair as the matcher hands it to the first session's node (`k=pair`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairRecord {
+    pub pair: Pair,
+    pub first: serde_json::Value,
+    pub second: serde_json::Value,
+}
+
+/// Field names of stream entries.
+pub mod field {
+    /// Inbox entries: what it is (`env` or `pair`).
+    pub const KIND: &str = "k";
+    /// Inbox entries: the receiving session (`env`).
+    pub const TO: &str = "to";
+    /// The JSON body.
+    pub const DATA: &str = "d";
+    /// Ticket stream: `put` or `del`.
+    pub const OP: &str = "op";
+    /// Ticket stream: the session.
+    pub const SESSION: &str = "sid";
+}
+
+/// Takes the lease when nobody holds it and raises the epoch.
+/// KEYS: lease, epoch. ARGV: holder id, lease ms. Returns the new epoch, or 0.
+pub const ACQUIRE: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"#;
+
+/// Renews the lease if this holder still has it and its epoch is current.
+/// KEYS: lease, epoch. ARGV: holder id, lease ms, epoch. Returns 1 or 0.
+pub const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Gives up the lease if this holder has it. KEYS: lease. ARGV: holder id.
+pub const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// Commits one pair, fenced: only under the current epoch, only if both tickets are
+/// still exactly the ones paired. Takes both tickets out and hands the pair to the
+/// first session's node.
+/// KEYS: epoch, first ticket, second ticket, queue, first's inbox.
+/// ARGV: epoch, first's record, second's record, first id, second id, pair record,
+/// inbox max length.
+/// Returns `ok`, `fenced`, or `first`/`second` (that ticket is gone or changed; a
+/// gone one also leaves the queue).
+pub const PAIR: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 'fenced'
+end
+local a = redis.call('GET', KEYS[2])
+if a ~= ARGV[2] then
+  if not a then redis.call('ZREM', KEYS[4], ARGV[4]) end
+  return 'first'
+end
+local b = redis.call('GET', KEYS[3])
+if b ~= ARGV[3] then
+  if not b then redis.call('ZREM', KEYS[4], ARGV[5]) end
+  return 'second'
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[4], ARGV[5])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'k', 'pair', 'd', ARGV[6])
+return 'ok'
+"#;
+
+/// Delivers an envelope to the node that owns its receiver, if that node is alive.
+/// KEYS: the receiver's owner key. ARGV: envelope JSON, inbox max length, receiver id.
+/// Returns 1, or 0 when nobody owns the receiver (gone) or its node is dead.
+pub const FORWARD: &str = r#"
+local node = redis.call('GET', KEYS[1])
+if not node then return 0 end
+if redis.call('EXISTS', 'lm:node:' .. node) == 0 then return 0 end
+redis.call('XADD', 'lm:inbox:' .. node, 'MAXLEN', '~', ARGV[2], '*', 'k', 'env', 'to', ARGV[3], 'd', ARGV[1])
+return 1
+"#;
+
+/// The current Unix time in milliseconds.
+pub fn unix_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Parses a stream id `ms-seq` into comparable parts.
+pub fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let session = SessionId(uuid::Uuid::from_u128(7));
+        let record = TicketRecord {
+            ticket: Ticket {
+                session,
+                mode: Mode::Text,
+                interests: vec!["chess".into()],
+                country: Some("DE".into()),
+                same_country: true,
+                avoid: vec![crate::Avoid { session, until: Some(1_700_000_000_000) }],
+            },
+            since: 1_700_000_000_001,
+            node: "n1".into(),
+            seat: serde_json::json!({"ip": "127.0.0.1"}),
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::from_str::<TicketRecord>(&json).unwrap(), record);
+        assert_eq!(queue_key(Mode::Text), "lm:queue:text");
+        assert_eq!(parse_stream_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert_eq!(parse_stream_id("junk"), None);
+    }
+}

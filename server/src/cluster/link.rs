@@ -1,0 +1,303 @@
+//! The Redis backend as the hub sees it: the three backend traits over a state shared
+//! with the node's Redis tasks. Nothing here waits on the network: requests go into
+//! an ordered queue that the writer task carries out in pipelines, and what the
+//! reader task receives waits here until the hub takes it (see [`super`]).
+//!
+//! Delivery between nodes is numbered: each envelope carries its sender's sequence
+//! number for the match. The receiving side drops repeats (a pipeline retried after a
+//! broken connection may write twice) and never lets a gap pass silently: the match
+//! ends on both sides, as if the peer's connection were lost.
+
+use crate::hub::backend::{Bus, Directory, Entry, Matchmaking, MemoryDirectory, Paired, Resolved, Seat};
+use crate::hub::model::{Body, ConnId, Envelope, Parting};
+use matcher::store::{PairRecord, TicketRecord};
+use matcher::{Avoid, Millis, Ticket};
+use protocol::{LeftReason, MatchId, Mode, ResumeToken, SessionId};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What the writer task does in Redis, in order.
+#[derive(Debug)]
+pub enum Op {
+    /// This node owns the session (owner key, with expiry).
+    Own(SessionId),
+    /// The session is gone.
+    Disown(SessionId),
+    /// An envelope for a session of another node.
+    Forward { to: SessionId, wire: String },
+    /// A waiting ticket, new or replaced.
+    Put { session: SessionId, mode: Mode, since: Millis, record: String },
+    /// The ticket is withdrawn.
+    Del(SessionId),
+}
+
+/// An envelope between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Wire {
+    /// The sender's number for this envelope within the match (from 1).
+    pub seq: u64,
+    /// Times in Unix ms.
+    pub env: Envelope,
+}
+
+/// Counters the node's metrics read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkCounts {
+    /// Envelopes received twice and dropped.
+    pub repeats: u64,
+    /// Matches ended because envelopes between their sides went missing.
+    pub gaps: u64,
+}
+
+#[derive(Debug)]
+pub struct LinkState {
+    pub node: String,
+    /// Unix ms when the node's clock read 0.
+    unix_at_zero: u64,
+    ops: UnboundedSender<Op>,
+    /// Tokens and per-address counts. An address's sessions are on one node (the
+    /// balancer hashes the source address), so this node's own suffice.
+    directory: MemoryDirectory,
+    /// Sessions this node owns.
+    pub local: HashSet<SessionId>,
+    /// Tickets this node put in Redis and still renews.
+    pub tickets: HashSet<SessionId>,
+    deliveries: VecDeque<(SessionId, Envelope)>,
+    paired: VecDeque<Paired>,
+    /// Waiting tickets per mode, cluster-wide (refreshed by the heartbeat).
+    pub waiting: [usize; 2],
+    /// Per sending session: its current match and the last number it used.
+    sent: HashMap<SessionId, (MatchId, u64)>,
+    /// Per receiving session: the sender, match and last number received.
+    received: HashMap<SessionId, (SessionId, MatchId, u64)>,
+    pub counts: LinkCounts,
+}
+
+/// The shared state, one lock (held only for short, non-blocking work).
+#[derive(Clone, Debug)]
+pub struct Link(Arc<Mutex<LinkState>>);
+
+impl Link {
+    pub fn new(node: String, unix_at_zero: u64, ops: UnboundedSender<Op>) -> Self {
+        Self(Arc::new(Mutex::new(LinkState {
+            node,
+            unix_at_zero,
+            ops,
+            directory: MemoryDirectory::default(),
+            local: HashSet::new(),
+            tickets: HashSet::new(),
+            deliveries: VecDeque::new(),
+            paired: VecDeque::new(),
+            waiting: [0, 0],
+            sent: HashMap::new(),
+            received: HashMap::new(),
+            counts: LinkCounts::default(),
+        })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, LinkState> {
+        // A panic while holding this lock leaves nothing half-done that matters more
+        // than stopping the node would; carry on with the data as it is.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An envelope read from this node's inbox. Returns whether the hub has
+    /// something new to take.
+    pub fn received(&self, to: SessionId, wire: &str) -> bool {
+        let Ok(Wire { seq, mut env }) = serde_json::from_str::<Wire>(wire) else {
+            tracing::warn!("an unreadable envelope in the inbox; dropped");
+            return false;
+        };
+        let mut st = self.lock();
+        env.shift_times(-(st.unix_at_zero as i64));
+        if !st.local.contains(&to) {
+            return false; // gone meanwhile
+        }
+        let (from, match_id) = (env.from, env.match_id);
+        let last = match st.received.get(&to) {
+            Some(&(f, m, last)) if f == from && m == match_id => last,
+            _ => 0,
+        };
+        if seq <= last {
+            st.counts.repeats += 1;
+            return false;
+        }
+        st.received.insert(to, (from, match_id, seq));
+        if let Body::Started(_) = env.body {
+            st.tickets.remove(&to);
+        }
+        st.deliveries.push_back((to, env));
+        if seq > last + 1 && last > 0 {
+            // Something between them was lost: end the match on both sides rather
+            // than let a negotiation or a chat go on with a hole in it.
+            st.counts.gaps += 1;
+            tracing::warn!(%match_id, missing = seq - last - 1, "envelopes lost between nodes: ending the match");
+            let left = Body::Left { reason: LeftReason::Disconnected, parting: Parting::Free };
+            st.deliveries.push_back((to, Envelope { from, match_id, body: left.clone() }));
+            st.forward(from, Envelope { from: to, match_id, body: left });
+        }
+        true
+    }
+
+    /// A pair the matcher handed to this node.
+    pub fn paired(&self, record: &str) -> bool {
+        let parsed = serde_json::from_str::<PairRecord>(record).ok().and_then(|r| {
+            let first: Seat = serde_json::from_value(r.first).ok()?;
+            let second: Seat = serde_json::from_value(r.second).ok()?;
+            Some(Paired { pair: r.pair, first, second })
+        });
+        let Some(paired) = parsed else {
+            tracing::warn!("an unreadable pair in the inbox; dropped");
+            return false;
+        };
+        let mut st = self.lock();
+        st.tickets.remove(&paired.pair.first);
+        st.tickets.remove(&paired.pair.second);
+        st.paired.push_back(paired);
+        true
+    }
+}
+
+impl LinkState {
+    fn op(&self, op: Op) {
+        // The writer task outlives the hub; if it has stopped, the hub is stopping.
+        let _ = self.ops.send(op);
+    }
+
+    fn forward(&mut self, to: SessionId, mut env: Envelope) {
+        if self.local.contains(&to) {
+            self.deliveries.push_back((to, env));
+            return;
+        }
+        let seq = match self.sent.get(&env.from) {
+            Some(&(m, last)) if m == env.match_id => last + 1,
+            _ => 1,
+        };
+        self.sent.insert(env.from, (env.match_id, seq));
+        env.shift_times(self.unix_at_zero as i64);
+        match serde_json::to_string(&Wire { seq, env }) {
+            Ok(wire) => self.op(Op::Forward { to, wire }),
+            Err(e) => tracing::error!("cannot encode an envelope: {e}"),
+        }
+    }
+
+    fn to_unix(&self, t: Millis) -> Millis {
+        t.saturating_add(self.unix_at_zero)
+    }
+}
+
+/// [`Directory`] over the link.
+#[derive(Debug)]
+pub struct LinkDirectory(pub Link);
+/// [`Bus`] over the link.
+#[derive(Debug)]
+pub struct LinkBus(pub Link);
+/// [`Matchmaking`] over the link: the matcher service pairs.
+#[derive(Debug)]
+pub struct LinkMatchmaking(pub Link);
+
+impl Directory for LinkDirectory {
+    fn resolve(&mut self, conn: ConnId, ip: IpAddr, token: Option<ResumeToken>) {
+        self.0.lock().directory.resolve(conn, ip, token);
+    }
+
+    fn register(&mut self, session: SessionId, token: ResumeToken, ip: IpAddr) {
+        let mut st = self.0.lock();
+        st.directory.register(session, token, ip);
+        if st.local.insert(session) {
+            st.op(Op::Own(session));
+        }
+    }
+
+    fn unregister(&mut self, session: SessionId) {
+        let mut st = self.0.lock();
+        st.directory.unregister(session);
+        st.local.remove(&session);
+        st.tickets.remove(&session);
+        st.sent.remove(&session);
+        st.received.remove(&session);
+        st.op(Op::Disown(session));
+    }
+
+    fn poll_resolved(&mut self) -> Option<Resolved> {
+        self.0.lock().directory.poll_resolved()
+    }
+
+    fn tokens(&self) -> usize {
+        self.0.lock().directory.tokens()
+    }
+
+    fn addresses(&self) -> usize {
+        self.0.lock().directory.addresses()
+    }
+}
+
+impl Bus for LinkBus {
+    fn forward(&mut self, to: SessionId, envelope: Envelope) {
+        self.0.lock().forward(to, envelope);
+    }
+
+    fn poll_delivery(&mut self) -> Option<(SessionId, Envelope)> {
+        self.0.lock().deliveries.pop_front()
+    }
+}
+
+impl Matchmaking for LinkMatchmaking {
+    fn submit(&mut self, entry: Entry, _now: Millis) {
+        let mut st = self.0.lock();
+        let Entry { ticket, since, ip, declared } = entry;
+        let seat = Seat { country: ticket.country.clone(), same_country: ticket.same_country, declared, ip };
+        let ticket = Ticket {
+            avoid: ticket
+                .avoid
+                .iter()
+                .map(|a| Avoid { session: a.session, until: a.until.map(|t| st.to_unix(t)) })
+                .collect(),
+            ..ticket
+        };
+        let (session, mode, since) = (ticket.session, ticket.mode, st.to_unix(since));
+        let record = TicketRecord {
+            ticket,
+            since,
+            node: st.node.clone(),
+            seat: serde_json::to_value(seat).expect("a seat is plain data"),
+        };
+        let record = serde_json::to_string(&record).expect("a ticket is plain data");
+        st.tickets.insert(session);
+        st.op(Op::Put { session, mode, since, record });
+    }
+
+    fn withdraw(&mut self, session: SessionId) {
+        let mut st = self.0.lock();
+        st.tickets.remove(&session);
+        st.op(Op::Del(session));
+    }
+
+    fn tick(&mut self, _now: Millis) {}
+
+    fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
+
+    fn poll_paired(&mut self) -> Option<Paired> {
+        self.0.lock().paired.pop_front()
+    }
+
+    fn waiting(&self, mode: Mode) -> usize {
+        self.0.lock().waiting[mode_index(mode)]
+    }
+
+    fn index_entries(&self) -> usize {
+        0
+    }
+}
+
+pub fn mode_index(mode: Mode) -> usize {
+    match mode {
+        Mode::Video => 0,
+        Mode::Text => 1,
+    }
+}

@@ -1,0 +1,365 @@
+//! Cluster mode (`--redis-url`): the hub on the Redis backend.
+//!
+//! Nodes share nothing but Redis (the schema is in `matcher::store`); the matcher
+//! service pairs. Each node runs three tasks beside its hub:
+//! - the **writer** carries out the hub's requests ([`link::Op`]) in order, in
+//!   pipelines, retrying a batch that failed on a broken connection (delivery is
+//!   numbered, so a repeat is dropped by the receiver);
+//! - the **reader** follows this node's inbox stream from the last id it saw, so a
+//!   short Redis outage loses nothing, and hands envelopes and pairs to the hub;
+//! - the **heartbeat** renews this node's key every second with its counts, reads the
+//!   other live nodes' counts for the cluster-wide `online`, drops dead nodes from the
+//!   registry, trims the inbox, and renews owner keys and tickets.
+//!
+//! A node that cannot reach Redis for `--redis-timeout-secs` fails its hub: every
+//! socket is closed with 1012 (clients reconnect, through the balancer, to a healthy
+//! node) and the process exits non-zero for its supervisor to restart.
+
+pub mod link;
+
+use crate::hub::backend::Backend;
+use crate::hub::{Epoch, HubConfig, HubHandle};
+use anyhow::Context;
+use link::{Link, LinkBus, LinkDirectory, LinkMatchmaking, Op, mode_index};
+use matcher::store::{self, field};
+use protocol::{Mode, OnlineCounts};
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Pipeline};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How often the heartbeat runs.
+const BEAT: Duration = Duration::from_secs(1);
+/// Most requests the writer sends in one pipeline.
+const BATCH: usize = 512;
+/// How long an idle inbox read blocks in Redis.
+const READ_BLOCK_MS: usize = 1000;
+
+/// Where the cluster is and how long a node may be cut off from it.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    /// How long Redis may be unreachable before the node gives up its sockets.
+    pub timeout: Duration,
+}
+
+/// Connects to Redis and starts the hub on the Redis backend, with its tasks.
+pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<HubHandle> {
+    let client = redis::Client::open(cluster.redis_url.as_str()).context("--redis-url is not a Redis URL")?;
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_connection_timeout(Some(Duration::from_secs(2)));
+    let con = ConnectionManager::new_with_config(client.clone(), manager_config)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", cluster.redis_url))?;
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    let epoch = Epoch::now();
+    let (ops, rx) = mpsc::unbounded_channel();
+    let link = Link::new(node.clone(), epoch.unix_ms, ops);
+    let backend = Backend {
+        directory: Box::new(LinkDirectory(link.clone())),
+        bus: Box::new(LinkBus(link.clone())),
+        matchmaking: Box::new(LinkMatchmaking(link.clone())),
+    };
+    let hub = HubHandle::start_at(config, backend, epoch);
+    let node_tasks = Tasks { hub: hub.clone(), link, node, timeout: cluster.timeout };
+    // The node is alive before anything is sent to it.
+    node_tasks.beat(&mut con.clone()).await.context("cannot register this node in Redis")?;
+    tracing::info!(node = %node_tasks.node, "cluster node up");
+    tokio::spawn(node_tasks.clone().write(con.clone(), rx));
+    tokio::spawn(node_tasks.clone().read(client));
+    tokio::spawn(node_tasks.heartbeat(con));
+    Ok(hub)
+}
+
+#[derive(Clone)]
+struct Tasks {
+    hub: HubHandle,
+    link: Link,
+    node: String,
+    timeout: Duration,
+}
+
+/// Tracks how long Redis has been unreachable.
+struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// Records a failure; true once it has lasted longer than `timeout`.
+    fn failed(&mut self, what: &str, e: &redis::RedisError, timeout: Duration) -> bool {
+        let since = *self.since.get_or_insert_with(|| {
+            tracing::warn!("Redis unreachable ({what}): {e}");
+            Instant::now()
+        });
+        since.elapsed() > timeout
+    }
+
+    fn ok(&mut self) {
+        if self.since.take().is_some() {
+            tracing::info!("Redis reachable again");
+        }
+    }
+}
+
+impl Tasks {
+    fn give_up(&self, what: &str) {
+        self.hub
+            .fail(format!("Redis unreachable for over {:?} ({what}): asking every client to reconnect", self.timeout));
+    }
+
+    /// Carries out the hub's requests, in order.
+    async fn write(self, mut con: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Op>) {
+        let owner_ttl = store::OWNER_TTL.as_millis() as u64;
+        let ticket_ttl = store::TICKET_TTL.as_millis() as u64;
+        let [video, text] = store::queue_keys();
+        let mut outage = Outage { since: None };
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let mut pipe = redis::pipe();
+            for op in &batch {
+                match op {
+                    Op::Own(session) => {
+                        pipe.cmd("SET")
+                            .arg(store::owner_key(*session))
+                            .arg(&self.node)
+                            .arg("PX")
+                            .arg(owner_ttl)
+                            .ignore();
+                    }
+                    Op::Disown(session) => {
+                        pipe.del(store::owner_key(*session)).ignore();
+                    }
+                    Op::Forward { to, wire } => {
+                        pipe.cmd("EVAL")
+                            .arg(store::FORWARD)
+                            .arg(1)
+                            .arg(store::owner_key(*to))
+                            .arg(wire)
+                            .arg(store::STREAM_MAXLEN)
+                            .arg(to.0.to_string())
+                            .ignore();
+                    }
+                    Op::Put { session, mode, since, record } => {
+                        let sid = session.0.to_string();
+                        pipe.cmd("SET").arg(store::ticket_key(*session)).arg(record).arg("PX").arg(ticket_ttl).ignore();
+                        pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
+                        pipe.zadd(store::queue_key(*mode), &sid, *since).ignore();
+                        xadd_ticket(&mut pipe, &[(field::OP, "put"), (field::SESSION, &sid), (field::DATA, record)]);
+                    }
+                    Op::Del(session) => {
+                        let sid = session.0.to_string();
+                        pipe.del(store::ticket_key(*session)).ignore();
+                        pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
+                        xadd_ticket(&mut pipe, &[(field::OP, "del"), (field::SESSION, &sid)]);
+                    }
+                }
+            }
+            loop {
+                match pipe.query_async::<()>(&mut con).await {
+                    Ok(()) => {
+                        outage.ok();
+                        break;
+                    }
+                    Err(e) => {
+                        if outage.failed("writing", &e, self.timeout) {
+                            return self.give_up("writing");
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// Follows this node's inbox from the last id seen.
+    async fn read(self, client: redis::Client) {
+        let inbox = store::inbox_key(&self.node);
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_millis(READ_BLOCK_MS as u64 + 2000)))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let options = StreamReadOptions::default().count(BATCH).block(READ_BLOCK_MS);
+        let mut last_id = "0-0".to_string();
+        let mut outage = Outage { since: None };
+        let mut con = None;
+        loop {
+            if self.hub.failure().is_some() {
+                return;
+            }
+            let reader = match con.as_mut() {
+                Some(c) => c,
+                None => match client.get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(c) => con.insert(c),
+                    Err(e) => {
+                        if outage.failed("reading", &e, self.timeout) {
+                            return self.give_up("reading");
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                },
+            };
+            let reply: Option<StreamReadReply> = match reader.xread_options(&[&inbox], &[&last_id], &options).await {
+                Ok(r) => r,
+                Err(e) => {
+                    con = None;
+                    if outage.failed("reading", &e, self.timeout) {
+                        return self.give_up("reading");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            outage.ok();
+            let mut news = false;
+            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                last_id.clone_from(&entry.id);
+                let data: Option<String> = entry.get(field::DATA);
+                let Some(data) = data else { continue };
+                news |= match entry.get::<String>(field::KIND).as_deref() {
+                    Some("env") => {
+                        let to = entry.get::<String>(field::TO).and_then(|s| s.parse::<uuid::Uuid>().ok());
+                        to.is_some_and(|to| self.link.received(protocol::SessionId(to), &data))
+                    }
+                    Some("pair") => self.link.paired(&data),
+                    _ => false,
+                };
+            }
+            if news && self.hub.poll_backend().is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Every second: this node's heartbeat, the cluster's counts; now and then the
+    /// renewal of owner keys and tickets.
+    async fn heartbeat(self, mut con: ConnectionManager) {
+        let mut outage = Outage { since: None };
+        let mut next_renewal = Instant::now() + store::RENEW_EVERY;
+        let mut tick = tokio::time::interval(BEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.hub.failure().is_some() {
+                return;
+            }
+            let mut result = self.beat(&mut con).await;
+            if result.is_ok() && Instant::now() >= next_renewal {
+                result = self.renew(&mut con).await;
+                next_renewal = Instant::now() + store::RENEW_EVERY;
+            }
+            match result {
+                Ok(()) => outage.ok(),
+                Err(e) => {
+                    if outage.failed("heartbeat", &e, self.timeout) {
+                        return self.give_up("heartbeat");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews this node's key with its counts and reads the others'.
+    async fn beat(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let Ok((counts, _, _)) = self.hub.counts() else { return Ok(()) };
+        let own = format!("{} {}", counts.sessions, counts.in_match);
+        let [video, text] = store::queue_keys();
+        let (members, waiting_video, waiting_text): (Vec<String>, usize, usize) = redis::pipe()
+            .cmd("SET")
+            .arg(store::node_key(&self.node))
+            .arg(&own)
+            .arg("PX")
+            .arg(store::NODE_TTL.as_millis() as u64)
+            .ignore()
+            .sadd(store::NODES, &self.node)
+            .ignore()
+            .pexpire(store::inbox_key(&self.node), store::OWNER_TTL.as_millis() as i64)
+            .ignore()
+            .smembers(store::NODES)
+            .zcard(&video)
+            .zcard(&text)
+            .query_async(con)
+            .await?;
+        let others: Vec<&String> = members.iter().filter(|m| **m != self.node).collect();
+        let mut total = OnlineCounts::default();
+        if !others.is_empty() {
+            let keys: Vec<String> = others.iter().map(|m| store::node_key(m)).collect();
+            let beats: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(con).await?;
+            let mut dead = Vec::new();
+            for (member, beat) in others.iter().zip(beats) {
+                match beat.as_deref().and_then(parse_counts) {
+                    Some(c) => {
+                        total.count = total.count.saturating_add(c.count);
+                        total.chatting = total.chatting.saturating_add(c.chatting);
+                    }
+                    None => dead.push(member.as_str()),
+                }
+            }
+            if !dead.is_empty() {
+                tracing::info!(nodes = ?dead, "nodes whose heartbeat lapsed: removed from the registry");
+                let _: () = con.srem(store::NODES, &dead).await?;
+            }
+        }
+        {
+            let mut st = self.link.lock();
+            st.waiting[mode_index(Mode::Video)] = waiting_video;
+            st.waiting[mode_index(Mode::Text)] = waiting_text;
+        }
+        let _ = self.hub.set_other_nodes(total);
+        Ok(())
+    }
+
+    /// Renews the owner keys of this node's sessions and its tickets' expiry.
+    async fn renew(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let (sessions, tickets): (Vec<_>, Vec<_>) = {
+            let st = self.link.lock();
+            (st.local.iter().copied().collect(), st.tickets.iter().copied().collect())
+        };
+        let owner_ttl = store::OWNER_TTL.as_millis() as u64;
+        let ticket_ttl = store::TICKET_TTL.as_millis() as i64;
+        for chunk in sessions.chunks(BATCH * 4) {
+            let mut pipe = redis::pipe();
+            for s in chunk {
+                pipe.cmd("SET").arg(store::owner_key(*s)).arg(&self.node).arg("PX").arg(owner_ttl).ignore();
+            }
+            pipe.query_async::<()>(con).await?;
+        }
+        for chunk in tickets.chunks(BATCH * 4) {
+            let mut pipe = redis::pipe();
+            for s in chunk {
+                pipe.pexpire(store::ticket_key(*s), ticket_ttl).ignore();
+            }
+            pipe.query_async::<()>(con).await?;
+        }
+        Ok(())
+    }
+}
+
+fn xadd_ticket(pipe: &mut Pipeline, fields: &[(&str, &str)]) {
+    let cmd = pipe.cmd("XADD").arg(store::TICKETS).arg("MAXLEN").arg("~").arg(store::STREAM_MAXLEN).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.ignore();
+}
+
+/// A heartbeat's `"{sessions} {chatting}"`.
+fn parse_counts(beat: &str) -> Option<OnlineCounts> {
+    let (count, chatting) = beat.split_once(' ')?;
+    Some(OnlineCounts { count: count.parse().ok()?, chatting: chatting.parse().ok()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_parse_or_count_as_dead() {
+        assert_eq!(parse_counts("12 4"), Some(OnlineCounts { count: 12, chatting: 4 }));
+        assert_eq!(parse_counts("12"), None);
+        assert_eq!(parse_counts("x 4"), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! A real cluster on loopback: a redis-server of its own, matcher service processes
+//! and two server nodes, with the two clients of every pair on different nodes.
+
+mod common;
+
+use common::cluster::{MatcherProcess, Redis, node};
+use common::{Client, WAIT};
+use protocol::{ClientMsg, LeftReason, MatchId, Mode, Role, ServerMsg, SignalPayload};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Lease of the matchers in these tests: a crashed one is replaced within it.
+const LEASE_MS: u64 = 1000;
+
+#[tokio::test]
+async fn strangers_on_two_nodes_are_paired_and_relay_through_redis() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let (one, two) = (node(&redis).await, node(&redis).await);
+
+    let mut a = one.client().await;
+    let mut b = two.client().await;
+    a.join(Mode::Video, &["chess", "jazz"]).await;
+    b.join(Mode::Video, &["jazz"]).await;
+    let (ma, mb) = (a.matched().await, b.matched().await);
+    assert_eq!(ma.id, mb.id, "one match, told on both nodes");
+    assert_eq!((ma.role, mb.role), (Role::Offerer, Role::Answerer), "the one who waited longer offers");
+    assert_eq!(ma.common_interests, vec!["jazz".to_string()]);
+    let id = ma.id;
+
+    // Signals wait for the receiver's `ready`, on the receiver's node.
+    a.send(&ClientMsg::Ready { match_id: id }).await;
+    let offer = SignalPayload::Offer { sdp: "v=0 offer".into() };
+    a.send(&ClientMsg::Signal { match_id: id, payload: offer.clone(), generation: None }).await;
+    b.expect_silence(Duration::from_millis(300)).await;
+    b.send(&ClientMsg::Ready { match_id: id }).await;
+    assert_eq!(b.recv().await, ServerMsg::Signal { match_id: id, payload: offer, generation: None });
+    // In order, both ways.
+    for n in 0..20 {
+        b.send(&ClientMsg::Chat { match_id: id, text: format!("line {n}") }).await;
+    }
+    for n in 0..20 {
+        assert_eq!(a.recv().await, ServerMsg::Chat { match_id: id, text: format!("line {n}") });
+    }
+    // A stale match id from the other node's side is refused, and nothing crosses.
+    let stale = MatchId(uuid::Uuid::from_u128(9));
+    a.send(&ClientMsg::Chat { match_id: stale, text: "lost".into() }).await;
+    assert!(matches!(a.recv().await, ServerMsg::Error { code: protocol::ErrorCode::StaleMatch, .. }));
+    b.expect_silence(Duration::from_millis(200)).await;
+
+    // `next` ends it on both nodes, and the two are kept apart for the cooldown.
+    a.send(&ClientMsg::Next).await;
+    assert_eq!(b.recv().await, ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
+    assert!(matches!(a.recv().await, ServerMsg::Queued { .. }), "next queues again");
+    b.join(Mode::Video, &[]).await;
+    a.expect_silence(Duration::from_millis(800)).await;
+    b.expect_silence(Duration::from_millis(10)).await;
+    // A third stranger, on the second node, sharing an interest with the first.
+    let mut c = two.client().await;
+    c.join(Mode::Video, &["chess"]).await;
+    let (mc, ma2) = (c.matched().await, a.matched().await);
+    assert_eq!(mc.id, ma2.id);
+    assert_eq!(mc.common_interests, vec!["chess".to_string()]);
+    two.wait_stats(|s| s.waiting == 1).await; // b still waits (counted cluster-wide)
+
+    // `stop` ends it on the other node too.
+    c.send(&ClientMsg::Stop).await;
+    assert_eq!(a.recv().await, ServerMsg::PeerLeft { match_id: mc.id, reason: LeftReason::Stopped });
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn online_counts_add_up_over_the_nodes() {
+    let redis = Redis::start().await;
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    let _on_one: Vec<Client> = futures_util::future::join_all((0..3).map(|_| one.client())).await;
+    let mut watcher = two.client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "the second node never counted the first one's sessions");
+        if let ServerMsg::Online(counts) = watcher.recv_any().await
+            && counts.count == 4
+        {
+            break;
+        }
+    }
+    // A node that stops drops out of the count once its heartbeat lapses.
+    drop(_on_one);
+    one.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "the stopped node was still counted");
+        if let ServerMsg::Online(counts) = watcher.recv_any().await
+            && counts.count == 1
+        {
+            break;
+        }
+    }
+    two.stop().await;
+}
+
+/// `n` clients, alternating between the nodes, each waiting with an interest nobody
+/// else has (so they wait for the interest fallback).
+async fn waiting_users(nodes: [&common::TestServer; 2], n: usize) -> Vec<Client> {
+    let mut users = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut c = nodes[i % 2].client().await;
+        c.join(Mode::Text, &[&format!("only-{i}")]).await;
+        users.push(c);
+    }
+    users
+}
+
+/// Every user's first `matched`; asserts each match has exactly two users and nobody
+/// is matched twice.
+async fn all_matched(users: &mut [Client]) -> HashMap<MatchId, usize> {
+    let mut per_match: HashMap<MatchId, usize> = HashMap::new();
+    for u in users.iter_mut() {
+        let m =
+            tokio::time::timeout(Duration::from_secs(15), u.matched()).await.expect("every waiting user is matched");
+        u.send(&ClientMsg::Ready { match_id: m.id }).await;
+        *per_match.entry(m.id).or_default() += 1;
+    }
+    assert!(per_match.values().all(|&n| n == 2), "every match has exactly two users");
+    for u in users.iter_mut() {
+        u.expect_silence(Duration::from_millis(1)).await;
+    }
+    per_match
+}
+
+#[tokio::test]
+async fn a_standby_matcher_takes_over_when_the_active_one_is_killed() {
+    let redis = Redis::start().await;
+    let first = MatcherProcess::start(&redis, LEASE_MS, 3.0);
+    first.wait_active(&redis, WAIT).await;
+    let standby = MatcherProcess::start(&redis, LEASE_MS, 3.0);
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    let mut users = waiting_users([&one, &two], 200).await;
+    first.signal("-KILL");
+    let killed = Instant::now();
+    standby.wait_active(&redis, Duration::from_millis(LEASE_MS * 3)).await;
+    let took_over = killed.elapsed();
+    let per_match = all_matched(&mut users).await;
+    let recovered = killed.elapsed();
+    assert_eq!(per_match.len(), 100);
+    for u in users.iter_mut() {
+        u.expect_silence(Duration::from_millis(200)).await;
+    }
+    eprintln!("standby active {took_over:?} after kill -9; all 200 matched {recovered:?} after it");
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_matcher_is_fenced_off_once_a_standby_took_over() {
+    let redis = Redis::start().await;
+    let first = MatcherProcess::start(&redis, LEASE_MS, 3.0);
+    first.wait_active(&redis, WAIT).await;
+    let standby = MatcherProcess::start(&redis, LEASE_MS, 3.0);
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    // Both wait for the fallback in the active matcher's pool when it freezes.
+    let mut users = waiting_users([&one, &two], 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.signal("-STOP");
+    standby.wait_active(&redis, Duration::from_millis(LEASE_MS * 3)).await;
+    // The standby rebuilt the pool from Redis and pairs the two at their fallback.
+    let per_match = all_matched(&mut users).await;
+    assert_eq!(per_match.len(), 1);
+    // The old leader wakes up past the fallback with the same two in its pool: its
+    // pairing is refused by the epoch, and it stands down.
+    first.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first.log_text().contains("refused by the fence") {
+        assert!(Instant::now() < deadline, "the paused matcher's pairing was not refused:\n{}", first.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for u in users.iter_mut() {
+        u.expect_silence(Duration::from_millis(500)).await;
+    }
+    assert!(standby.is_active(&redis).await, "the standby keeps the lease");
+    one.stop().await;
+    two.stop().await;
+}
