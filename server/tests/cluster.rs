@@ -184,3 +184,70 @@ async fn a_paused_matcher_is_fenced_off_once_a_standby_took_over() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn killed_redis_connections_lose_no_relayed_message_and_repeat_none() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    // Lines go out faster than a person types: lift the per-session message rate.
+    let fast = || {
+        let mut c = common::config();
+        c.redis_url = Some(redis.url());
+        (c.rate_per_sec, c.rate_burst) = (100_000, 100_000);
+        common::TestServer::start(c)
+    };
+    let (one, two) = (fast().await, fast().await);
+    let mut a = one.client().await;
+    let mut b = two.client().await;
+    a.join(Mode::Text, &[]).await;
+    b.join(Mode::Text, &[]).await;
+    let id = a.matched().await.id;
+    b.matched().await;
+    let mut con = redis.connection().await.unwrap();
+    // Every connection the nodes hold is cut, again and again, while lines cross;
+    // the killer's own connection is spared.
+    let mut killed = 0u64;
+    for n in 0..300 {
+        a.send(&ClientMsg::Chat { match_id: id, text: format!("line {n}") }).await;
+        if n % 30 == 15 {
+            let k: u64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            killed += k;
+        }
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert!(killed >= 5, "the nodes' connections were cut ({killed})");
+    for n in 0..300 {
+        assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: format!("line {n}") }, "in order, once each");
+    }
+    b.expect_silence(Duration::from_millis(300)).await;
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_redis_asks_its_clients_to_reconnect() {
+    let redis = Redis::start().await;
+    let mut c = common::config();
+    c.redis_url = Some(redis.url());
+    c.redis_timeout_secs = 1.0;
+    let one = common::TestServer::start(c).await;
+    let mut a = one.client().await;
+    a.join(Mode::Text, &[]).await;
+    let cut = Instant::now();
+    drop(redis);
+    assert_eq!(a.expect_close().await, protocol::close::SERVICE_RESTART);
+    let after = cut.elapsed();
+    assert!(after >= Duration::from_secs(1), "not before the timeout ({after:?})");
+    assert!(one.exit().await.is_err(), "the node exits with an error for its supervisor");
+}

@@ -301,3 +301,86 @@ pub fn mode_index(mode: Mode) -> usize {
         Mode::Text => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::model::RelayKind;
+
+    fn sid(n: u128) -> SessionId {
+        SessionId(uuid::Uuid::from_u128(n))
+    }
+
+    fn chat(from: SessionId, match_id: MatchId, seq: u64, text: &str) -> String {
+        let frame = protocol::ServerMsg::Chat { match_id, text: text.into() }.to_json().into();
+        let env = Envelope { from, match_id, body: Body::Relay { kind: RelayKind::Chat, frame, generation: 0 } };
+        serde_json::to_string(&Wire { seq, env }).unwrap()
+    }
+
+    fn texts(bus: &mut LinkBus) -> Vec<String> {
+        std::iter::from_fn(|| bus.poll_delivery())
+            .map(|(_, env)| match env.body {
+                Body::Relay { frame, .. } => frame.as_str().to_string(),
+                Body::Left { reason, .. } => format!("left:{reason:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeats_are_dropped_and_a_gap_ends_the_match_on_both_sides() {
+        let (ops, mut sent) = tokio::sync::mpsc::unbounded_channel();
+        let link = Link::new("n1".into(), 1_000, ops);
+        let (me, peer, m) = (sid(1), sid(2), MatchId(uuid::Uuid::from_u128(3)));
+        LinkDirectory(link.clone()).register(me, ResumeToken(uuid::Uuid::from_u128(4)), "127.0.0.1".parse().unwrap());
+        assert!(matches!(sent.try_recv(), Ok(Op::Own(s)) if s == me));
+        let mut bus = LinkBus(link.clone());
+
+        assert!(link.received(me, &chat(peer, m, 1, "one")));
+        assert!(link.received(me, &chat(peer, m, 2, "two")));
+        assert!(!link.received(me, &chat(peer, m, 2, "two")), "a repeat is dropped");
+        assert!(!link.received(me, &chat(peer, m, 1, "one")), "so is an older one");
+        assert_eq!(texts(&mut bus).len(), 2);
+        assert_eq!(link.lock().counts.repeats, 2);
+
+        // 3 and 4 went missing: 5 is delivered, and the match ends here and there.
+        assert!(link.received(me, &chat(peer, m, 5, "five")));
+        let got = texts(&mut bus);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].contains("five"));
+        assert_eq!(got[1], "left:Disconnected");
+        let Ok(Op::Forward { to, wire }) = sent.try_recv() else { panic!("the peer is told") };
+        assert_eq!(to, peer);
+        let Wire { env, .. } = serde_json::from_str(&wire).unwrap();
+        assert!(matches!(env.body, Body::Left { reason: LeftReason::Disconnected, .. }) && env.from == me);
+        assert_eq!(link.lock().counts.gaps, 1);
+
+        // A session that is gone receives nothing.
+        LinkDirectory(link.clone()).unregister(me);
+        assert!(!link.received(me, &chat(peer, m, 6, "six")));
+    }
+
+    #[test]
+    fn times_cross_nodes_on_the_unix_scale() {
+        let (ops, mut sent) = tokio::sync::mpsc::unbounded_channel();
+        let link = Link::new("n1".into(), 1_000, ops);
+        let (me, peer, m) = (sid(1), sid(2), MatchId(uuid::Uuid::from_u128(3)));
+        let left = Body::Left { reason: LeftReason::Skipped, parting: Parting::Cooldown(60_000) };
+        LinkBus(link.clone()).forward(peer, Envelope { from: me, match_id: m, body: left });
+        let Ok(Op::Forward { wire, .. }) = sent.try_recv() else { panic!("sent to the peer's node") };
+        let Wire { seq, env } = serde_json::from_str(&wire).unwrap();
+        assert_eq!(seq, 1);
+        assert!(matches!(env.body, Body::Left { parting: Parting::Cooldown(61_000), .. }), "{:?}", env.body);
+        // A node whose clock started 500 ms later reads it 500 ms earlier on its own.
+        let (ops2, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let other = Link::new("n2".into(), 1_500, ops2);
+        LinkDirectory(other.clone()).register(
+            peer,
+            ResumeToken(uuid::Uuid::from_u128(5)),
+            "127.0.0.1".parse().unwrap(),
+        );
+        assert!(other.received(peer, &wire));
+        let (_, env) = LinkBus(other).poll_delivery().unwrap();
+        assert!(matches!(env.body, Body::Left { parting: Parting::Cooldown(59_500), .. }), "{:?}", env.body);
+    }
+}
