@@ -1,5 +1,5 @@
 # The two commands. Both install whatever is missing first (scripts/install.sh).
-.PHONY: run test install
+.PHONY: run test install cluster
 
 # The IP-to-country database that scripts/install.sh fetches (override with LETSMEET_GEOIP_DB).
 GEOIP_DB ?= node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb
@@ -14,3 +14,7 @@ test:
 
 install:
 	./scripts/install.sh
+
+## A local cluster on loopback: redis, three nodes, two matchers, HAProxy, coturn
+cluster:
+	./scripts/cluster.sh

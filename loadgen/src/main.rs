@@ -31,6 +31,7 @@
 //! also draws latency percentiles second by second as an SVG.
 
 mod attacks;
+mod backlog;
 mod bystander;
 mod client;
 mod http;
@@ -73,12 +74,14 @@ struct BystanderArgs {
 #[derive(Debug, Parser)]
 #[command(version, about = "Benchmark a Let'sMeet server on loopback")]
 struct Cli {
-    /// The server's WebSocket URL (loopback only).
-    #[arg(long, default_value = "ws://127.0.0.1:3000/ws", global = true)]
-    url: String,
-    /// The server's process id, to read its memory and CPU time from /proc.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// The server's WebSocket URL (loopback only). `churn` and `burst` take several,
+    /// comma-separated (the nodes of a cluster), and spread users over them in turn.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws", global = true, value_delimiter = ',')]
+    url: Vec<String>,
+    /// The server's process id, to read its memory and CPU time from /proc; several,
+    /// comma-separated, are summed (a cluster's nodes, matchers and Redis).
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// How `idle` and `churn` talk to the server: WebSockets (`/ws`), or the fallback
     /// (`/sse` on the same host and port: server-sent events down, batched POSTs up,
     /// two TCP connections per session from the same source address).
@@ -197,6 +200,18 @@ enum Scenario {
         #[command(flatten)]
         bystander: BystanderArgs,
     },
+    /// The matcher service draining a backlog: N waiting tickets written into a
+    /// cluster's Redis, paired by a matcher started (or failing over) afterwards.
+    MatcherBacklog {
+        /// The cluster's Redis (loopback only).
+        #[arg(long)]
+        redis_url: String,
+        #[arg(short = 'n', long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+        tickets: u64,
+        /// Seconds to wait for a matcher to take the lease and drain the queue.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
     /// Churn with hostile clients mixed in; samples RSS and /healthz, and fails if the
     /// server still holds anything once everyone has left.
     Soak {
@@ -280,7 +295,15 @@ fn loopback_target(url: &str) -> anyhow::Result<SocketAddr> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let target = loopback_target(&cli.url)?;
+    let targets: Vec<(String, SocketAddr)> =
+        cli.url.iter().map(|u| Ok((u.clone(), loopback_target(u)?))).collect::<anyhow::Result<_>>()?;
+    if targets.len() > 1 && !matches!(cli.scenario, Scenario::Churn { .. } | Scenario::Burst { .. }) {
+        bail!("several --url apply to churn and burst only");
+    }
+    if targets.len() > 1 && cli.transport != Transport::Ws {
+        bail!("several --url need --transport ws");
+    }
+    let (url, target) = targets.first().cloned().context("--url is required")?;
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     // A fallback session holds two sockets: its event stream and its POST connection.
     let sockets_per_client: u64 = if cli.transport == Transport::Sse { 2 } else { 1 };
@@ -293,18 +316,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Ok(())
     };
-    let server = cli.server_pid.map(proc::Process::new).transpose()?;
+    let server = (!cli.server_pid.is_empty()).then(|| proc::Process::new(&cli.server_pid)).transpose()?;
     if cli.transport != Transport::Ws && !matches!(cli.scenario, Scenario::Idle { .. } | Scenario::Churn { .. }) {
         bail!("--transport {} applies to idle and churn only", cli.transport.name());
     }
     let report = match cli.scenario {
+        Scenario::MatcherBacklog { redis_url, tickets, wait } => {
+            backlog::run(&redis_url, tickets as usize, Duration::from_secs(wait.min(MAX_SECONDS))).await?
+        }
         Scenario::Idle { connections, sources, hold } => {
             check(connections)?;
             if sources == 0 {
                 bail!("--sources must be at least 1");
             }
             let sources: Vec<IpAddr> = (1..=sources).map(|i| IpAddr::from([127, 0, 0, i])).collect();
-            let connector = Connector::new(cli.transport, &cli.url, target);
+            let connector = Connector::new(cli.transport, &url, target);
             scenarios::idle(&connector, connections, &sources, hold.min(MAX_SECONDS), server).await?
         }
         Scenario::Churn { users, seconds, sources, think_ms, max_interests, plot } => {
@@ -317,6 +343,8 @@ async fn main() -> anyhow::Result<()> {
             }
             let sources: Vec<IpAddr> =
                 if sources == 1 { Vec::new() } else { (1..=sources).map(|i| IpAddr::from([127, 0, 0, i])).collect() };
+            let connectors: Vec<Connector> =
+                targets.iter().map(|(u, t)| Connector::new(cli.transport, u, *t)).collect();
             let options = scenarios::Churn {
                 users,
                 seconds,
@@ -326,19 +354,19 @@ async fn main() -> anyhow::Result<()> {
                 sources,
                 transport: cli.transport,
             };
-            scenarios::churn(&cli.url, target, options, server).await?
+            scenarios::churn(&connectors, options, server).await?
         }
         Scenario::Burst { users } => {
             check(users)?;
             if users % 2 == 1 {
                 bail!("burst needs an even number of users: an odd one out would never be matched");
             }
-            scenarios::burst(&cli.url, target, users, server).await?
+            scenarios::burst(&targets, users, server).await?
         }
         Scenario::Bystander { seconds, bystander } => {
             check_seconds(seconds, MAX_SECONDS)?;
             let common = attacks::Common { seconds, bystander: bystander.settings()? };
-            attacks::baseline(&cli.url, target, common, server).await?
+            attacks::baseline(&url, target, common, server).await?
         }
         Scenario::RejoinFlood { attackers, addresses, rate, seconds, bystander } => {
             check(attackers + 2)?;
@@ -351,7 +379,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let common = attacks::Common { seconds, bystander: bystander.settings()? };
             let options = attacks::RejoinFlood { attackers, addresses, joins_per_sec: rate };
-            attacks::rejoin_flood(&cli.url, target, options, common, server).await?
+            attacks::rejoin_flood(&url, target, options, common, server).await?
         }
         Scenario::HealthzFlood { connections, pipeline, seconds, bystander } => {
             check(connections + 2)?;
@@ -360,7 +388,7 @@ async fn main() -> anyhow::Result<()> {
                 bail!("--pipeline between 1 and 1,000, please");
             }
             let common = attacks::Common { seconds, bystander: bystander.settings()? };
-            attacks::healthz_flood(&cli.url, target, attacks::HealthzFlood { connections, pipeline }, common, server)
+            attacks::healthz_flood(&url, target, attacks::HealthzFlood { connections, pipeline }, common, server)
                 .await?
         }
         Scenario::Slowloris { sockets, seconds, source, probe_source, probe_every, expect_closed, bystander } => {
@@ -373,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let common = attacks::Common { seconds, bystander: bystander.settings()? };
             let options = attacks::Slowloris { sockets, source, probe_source, probe_every, expect_closed };
-            attacks::slowloris(&cli.url, target, options, common, server).await?
+            attacks::slowloris(&url, target, options, common, server).await?
         }
         Scenario::Soak {
             seconds,
@@ -413,7 +441,7 @@ async fn main() -> anyhow::Result<()> {
                 metrics_url,
                 oversize_bytes,
             };
-            soak::soak(&cli.url, target, options, server).await?
+            soak::soak(&url, target, options, server).await?
         }
     };
     report.print();

@@ -276,9 +276,11 @@ fn parse_marks(text: &str) -> Option<(SessionId, u64)> {
 }
 
 /// `churn`: every user loops through full matches for `seconds`.
-pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option<Process>) -> anyhow::Result<Report> {
+/// `churn`: users spread round-robin over `connectors` (one per node of a cluster, so
+/// about half the pairs span two nodes when there are two).
+pub async fn churn(connectors: &[Connector], options: Churn, server: Option<Process>) -> anyhow::Result<Report> {
     let Churn { users, seconds, think_ms, max_interests, plot, sources, transport } = options;
-    let connector = Connector::new(transport, url, target);
+    let connector = &connectors[0];
     let shared = Arc::new(Mutex::new(Shared {
         join_to_match: Some(histogram()),
         pairing: Some(histogram()),
@@ -290,7 +292,7 @@ pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option
     let mut clients = Vec::with_capacity(users);
     for i in 0..users {
         let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
-        clients.push(connector.connect(source).await?);
+        clients.push(connectors[i % connectors.len()].connect(source).await?);
     }
     let epoch = Instant::now();
     let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
@@ -319,6 +321,7 @@ pub async fn churn(url: &str, target: SocketAddr, options: Churn, server: Option
     let matches = s.matched / 2;
     let mut report = Report::new("churn");
     connector.describe(&mut report);
+    report.add("nodes", "nodes", json!(connectors.len()), connectors.len().to_string());
     report.add("users", "users", json!(users), users.to_string());
     report.add("think_ms", "think time per match", json!(think_ms), format!("{think_ms} ms"));
     report.add("max_interests", "interests per user", json!(max_interests), format!("0–{max_interests}"));
@@ -526,10 +529,12 @@ async fn churn_user(
 }
 
 /// `burst`: N users join at the same moment.
-pub async fn burst(url: &str, target: SocketAddr, users: usize, server: Option<Process>) -> anyhow::Result<Report> {
+/// `burst`: users spread round-robin over the nodes at `targets` (URL, address).
+pub async fn burst(targets: &[(String, SocketAddr)], users: usize, server: Option<Process>) -> anyhow::Result<Report> {
     let mut clients = Vec::with_capacity(users);
-    for _ in 0..users {
-        clients.push(Client::connect(url, target, None).await?);
+    for i in 0..users {
+        let (url, target) = &targets[i % targets.len()];
+        clients.push(Client::connect(url, *target, None).await?);
     }
     let cpu_before = server.map(|p| p.cpu_seconds()).transpose()?;
     let start = Arc::new(tokio::sync::Barrier::new(users));

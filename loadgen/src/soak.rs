@@ -523,8 +523,7 @@ pub async fn soak(url: &str, target: SocketAddr, options: Soak, server: Option<P
         })
         .collect();
     let churn = scenarios::churn(
-        url,
-        target,
+        &[crate::transport::Connector::new(crate::transport::Transport::Ws, url, target)],
         scenarios::Churn {
             users: options.users,
             seconds: options.seconds,

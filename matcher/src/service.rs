@@ -105,6 +105,7 @@ async fn acquire(con: &mut ConnectionManager, scripts: &Scripts, config: &Servic
             .key(store::EPOCH)
             .arg(&config.id)
             .arg(config.lease.as_millis() as u64)
+            .arg(store::unix_ms())
             .invoke_async(con)
             .await;
         match got {
@@ -268,6 +269,7 @@ async fn commit(
                 pair: pair.clone(),
                 first: a.seat.clone(),
                 second: b.seat.clone(),
+                second_node: Some(b.node.clone()),
             })?;
             pipe.cmd("EVALSHA")
                 .arg(scripts.pair.get_hash())

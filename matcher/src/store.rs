@@ -15,6 +15,8 @@
 //!   that the active matcher follows.
 //! - `lm:matcher:lease` (the active matcher's id, expiring) and `lm:matcher:epoch`
 //!   (raised by every new holder): every pairing checks the epoch (fencing).
+//! - `lm:cluster`: a random id the first node writes. A node that finds it gone or
+//!   changed knows Redis lost its state (restarted empty) and writes its own back.
 //!
 //! Times in records are Unix milliseconds: processes share no monotonic clock.
 //! The scripts compute some keys from their arguments, so the schema needs one Redis
@@ -39,6 +41,7 @@ pub const STREAM_MAXLEN: usize = 100_000;
 pub const NODES: &str = "lm:nodes";
 pub const TICKETS: &str = "lm:tickets";
 pub const LEASE: &str = "lm:matcher:lease";
+pub const CLUSTER: &str = "lm:cluster";
 pub const EPOCH: &str = "lm:matcher:epoch";
 
 pub fn node_key(node: &str) -> String {
@@ -85,6 +88,9 @@ pub struct PairRecord {
     pub pair: Pair,
     pub first: serde_json::Value,
     pub second: serde_json::Value,
+    /// The node of the second session (where the first's node sends the match).
+    #[serde(default)]
+    pub second_node: Option<String>,
 }
 
 /// Field names of stream entries.
@@ -101,10 +107,13 @@ pub mod field {
     pub const SESSION: &str = "sid";
 }
 
-/// Takes the lease when nobody holds it and raises the epoch.
-/// KEYS: lease, epoch. ARGV: holder id, lease ms. Returns the new epoch, or 0.
+/// Takes the lease when nobody holds it and raises the epoch. An epoch that Redis
+/// lost (restarted empty) starts again from the current Unix ms, so it still exceeds
+/// every epoch handed out before: a matcher paused across the restart stays fenced.
+/// KEYS: lease, epoch. ARGV: holder id, lease ms, Unix ms. Returns the new epoch, or 0.
 pub const ACQUIRE: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'NX')
   return redis.call('INCR', KEYS[2])
 end
 return 0
@@ -164,6 +173,17 @@ local node = redis.call('GET', KEYS[1])
 if not node then return 0 end
 if redis.call('EXISTS', 'lm:node:' .. node) == 0 then return 0 end
 redis.call('XADD', 'lm:inbox:' .. node, 'MAXLEN', '~', ARGV[2], '*', 'k', 'env', 'to', ARGV[3], 'd', ARGV[1])
+return 1
+"#;
+
+/// Delivers an envelope to a node named by the sender (it heard from the receiver
+/// there), without looking up the owner: this works while a Redis that restarted empty
+/// has no owner keys yet. The inbox gets an expiry if it has none, so one written for
+/// a node that died meanwhile disappears.
+/// KEYS: the node's inbox. ARGV: envelope JSON, inbox max length, receiver id, ttl ms.
+pub const FORWARD_TO: &str = r#"
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'k', 'env', 'to', ARGV[3], 'd', ARGV[1])
+if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1
 "#;
 

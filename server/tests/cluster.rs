@@ -190,11 +190,12 @@ async fn killed_redis_connections_lose_no_relayed_message_and_repeat_none() {
     let redis = Redis::start().await;
     let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
     matcher.wait_active(&redis, WAIT).await;
-    // Lines go out faster than a person types: lift the per-session message rate.
+    // Lines go out faster than a person types: lift the per-session message rate, and
+    // the receiver's outbox (a backlog read after a reconnect arrives all at once).
     let fast = || {
         let mut c = common::config();
         c.redis_url = Some(redis.url());
-        (c.rate_per_sec, c.rate_burst) = (100_000, 100_000);
+        (c.rate_per_sec, c.rate_burst, c.outbox) = (100_000, 100_000, 1024);
         common::TestServer::start(c)
     };
     let (one, two) = (fast().await, fast().await);
@@ -250,4 +251,54 @@ async fn a_node_cut_off_from_redis_asks_its_clients_to_reconnect() {
     let after = cut.elapsed();
     assert!(after >= Duration::from_secs(1), "not before the timeout ({after:?})");
     assert!(one.exit().await.is_err(), "the node exits with an error for its supervisor");
+}
+
+#[tokio::test]
+async fn redis_restarting_empty_ends_no_chat_and_the_waiting_keep_their_place() {
+    let mut redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    let mut chats = Vec::new();
+    for _ in 0..100 {
+        let (mut a, mut b) = (one.client().await, two.client().await);
+        a.join(Mode::Text, &[]).await;
+        b.join(Mode::Text, &[]).await;
+        let id = a.matched().await.id;
+        assert_eq!(b.matched().await.id, id);
+        chats.push((a, b, id));
+    }
+    let mut waiting = one.client().await;
+    waiting.join(Mode::Video, &[]).await;
+    one.wait_stats(|s| s.waiting == 1).await;
+
+    redis.restart_empty().await;
+    let restarted = Instant::now();
+    // Every chat goes on, both ways, across the nodes.
+    for (a, b, id) in chats.iter_mut() {
+        a.send(&ClientMsg::Chat { match_id: *id, text: "still there?".into() }).await;
+        b.send(&ClientMsg::Chat { match_id: *id, text: "yes".into() }).await;
+    }
+    for (a, b, id) in chats.iter_mut() {
+        assert_eq!(b.recv().await, ServerMsg::Chat { match_id: *id, text: "still there?".into() });
+        assert_eq!(a.recv().await, ServerMsg::Chat { match_id: *id, text: "yes".into() });
+    }
+    let chats_back = restarted.elapsed();
+    // The one who waited is back in the (rebuilt) queue: a newcomer on the other node
+    // is paired with them.
+    let mut newcomer = two.client().await;
+    newcomer.join(Mode::Video, &[]).await;
+    let m =
+        tokio::time::timeout(Duration::from_secs(10), waiting.matched()).await.expect("the waiting user is matched");
+    assert_eq!(newcomer.matched().await.id, m.id);
+    let requeued = restarted.elapsed();
+    for (a, b, _) in chats.iter_mut() {
+        a.expect_silence(Duration::from_millis(1)).await;
+        b.expect_silence(Duration::from_millis(1)).await;
+    }
+    eprintln!(
+        "after an empty restart: 100 chats relayed again within {chats_back:?}; the waiting user matched {requeued:?} after it"
+    );
+    one.stop().await;
+    two.stop().await;
 }

@@ -26,8 +26,10 @@ pub enum Op {
     Own(SessionId),
     /// The session is gone.
     Disown(SessionId),
-    /// An envelope for a session of another node.
+    /// An envelope for a session of another node, found through its owner key.
     Forward { to: SessionId, wire: String },
+    /// An envelope for a session on `node` (the sender heard from it there).
+    ForwardTo { node: String, to: SessionId, wire: String },
     /// A waiting ticket, new or replaced.
     Put { session: SessionId, mode: Mode, since: Millis, record: String },
     /// The ticket is withdrawn.
@@ -41,6 +43,17 @@ pub struct Wire {
     pub seq: u64,
     /// Times in Unix ms.
     pub env: Envelope,
+    /// The sending node: replies go straight there.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// A ticket as put in Redis, kept to put it back if Redis loses it.
+#[derive(Clone, Debug)]
+pub struct Put {
+    pub mode: Mode,
+    pub since: Millis,
+    pub record: String,
 }
 
 /// Counters the node's metrics read.
@@ -64,7 +77,9 @@ pub struct LinkState {
     /// Sessions this node owns.
     pub local: HashSet<SessionId>,
     /// Tickets this node put in Redis and still renews.
-    pub tickets: HashSet<SessionId>,
+    pub tickets: HashMap<SessionId, Put>,
+    /// Per session of this node: its peer on another node, and that node.
+    homes: HashMap<SessionId, (SessionId, String)>,
     deliveries: VecDeque<(SessionId, Envelope)>,
     paired: VecDeque<Paired>,
     /// Waiting tickets per mode, cluster-wide (refreshed by the heartbeat).
@@ -88,7 +103,8 @@ impl Link {
             ops,
             directory: MemoryDirectory::default(),
             local: HashSet::new(),
-            tickets: HashSet::new(),
+            tickets: HashMap::new(),
+            homes: HashMap::new(),
             deliveries: VecDeque::new(),
             paired: VecDeque::new(),
             waiting: [0, 0],
@@ -107,7 +123,7 @@ impl Link {
     /// An envelope read from this node's inbox. Returns whether the hub has
     /// something new to take.
     pub fn received(&self, to: SessionId, wire: &str) -> bool {
-        let Ok(Wire { seq, mut env }) = serde_json::from_str::<Wire>(wire) else {
+        let Ok(Wire { seq, mut env, node }) = serde_json::from_str::<Wire>(wire) else {
             tracing::warn!("an unreadable envelope in the inbox; dropped");
             return false;
         };
@@ -126,6 +142,9 @@ impl Link {
             return false;
         }
         st.received.insert(to, (from, match_id, seq));
+        if let Some(node) = node {
+            st.homes.insert(to, (from, node));
+        }
         if let Body::Started(_) = env.body {
             st.tickets.remove(&to);
         }
@@ -147,17 +166,35 @@ impl Link {
         let parsed = serde_json::from_str::<PairRecord>(record).ok().and_then(|r| {
             let first: Seat = serde_json::from_value(r.first).ok()?;
             let second: Seat = serde_json::from_value(r.second).ok()?;
-            Some(Paired { pair: r.pair, first, second })
+            Some((Paired { pair: r.pair, first, second }, r.second_node))
         });
-        let Some(paired) = parsed else {
+        let Some((paired, second_node)) = parsed else {
             tracing::warn!("an unreadable pair in the inbox; dropped");
             return false;
         };
         let mut st = self.lock();
-        st.tickets.remove(&paired.pair.first);
-        st.tickets.remove(&paired.pair.second);
+        let (first, second) = (paired.pair.first, paired.pair.second);
+        st.tickets.remove(&first);
+        st.tickets.remove(&second);
+        if let Some(node) = second_node.filter(|_| !st.local.contains(&second)) {
+            st.homes.insert(first, (second, node));
+        }
         st.paired.push_back(paired);
         true
+    }
+
+    /// Redis lost its state: writes this node's back (owner keys, waiting tickets),
+    /// in order with everything else it sends.
+    pub fn rebuild(&self) -> (usize, usize) {
+        let st = self.lock();
+        for &session in &st.local {
+            st.op(Op::Own(session));
+        }
+        for (&session, put) in &st.tickets {
+            let Put { mode, since, record } = put.clone();
+            st.op(Op::Put { session, mode, since, record });
+        }
+        (st.local.len(), st.tickets.len())
     }
 }
 
@@ -178,9 +215,14 @@ impl LinkState {
         };
         self.sent.insert(env.from, (env.match_id, seq));
         env.shift_times(self.unix_at_zero as i64);
-        match serde_json::to_string(&Wire { seq, env }) {
-            Ok(wire) => self.op(Op::Forward { to, wire }),
-            Err(e) => tracing::error!("cannot encode an envelope: {e}"),
+        let home = self.homes.get(&env.from).filter(|(peer, _)| *peer == to).map(|(_, node)| node.clone());
+        let wire = match serde_json::to_string(&Wire { seq, env, node: Some(self.node.clone()) }) {
+            Ok(wire) => wire,
+            Err(e) => return tracing::error!("cannot encode an envelope: {e}"),
+        };
+        match home {
+            Some(node) => self.op(Op::ForwardTo { node, to, wire }),
+            None => self.op(Op::Forward { to, wire }),
         }
     }
 
@@ -217,6 +259,7 @@ impl Directory for LinkDirectory {
         st.directory.unregister(session);
         st.local.remove(&session);
         st.tickets.remove(&session);
+        st.homes.remove(&session);
         st.sent.remove(&session);
         st.received.remove(&session);
         st.op(Op::Disown(session));
@@ -266,7 +309,7 @@ impl Matchmaking for LinkMatchmaking {
             seat: serde_json::to_value(seat).expect("a seat is plain data"),
         };
         let record = serde_json::to_string(&record).expect("a ticket is plain data");
-        st.tickets.insert(session);
+        st.tickets.insert(session, Put { mode, since, record: record.clone() });
         st.op(Op::Put { session, mode, since, record });
     }
 
@@ -314,7 +357,7 @@ mod tests {
     fn chat(from: SessionId, match_id: MatchId, seq: u64, text: &str) -> String {
         let frame = protocol::ServerMsg::Chat { match_id, text: text.into() }.to_json().into();
         let env = Envelope { from, match_id, body: Body::Relay { kind: RelayKind::Chat, frame, generation: 0 } };
-        serde_json::to_string(&Wire { seq, env }).unwrap()
+        serde_json::to_string(&Wire { seq, env, node: Some("n2".into()) }).unwrap()
     }
 
     fn texts(bus: &mut LinkBus) -> Vec<String> {
@@ -349,7 +392,8 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("five"));
         assert_eq!(got[1], "left:Disconnected");
-        let Ok(Op::Forward { to, wire }) = sent.try_recv() else { panic!("the peer is told") };
+        let Ok(Op::ForwardTo { node, to, wire }) = sent.try_recv() else { panic!("the peer is told, on its node") };
+        assert_eq!(node, "n2");
         assert_eq!(to, peer);
         let Wire { env, .. } = serde_json::from_str(&wire).unwrap();
         assert!(matches!(env.body, Body::Left { reason: LeftReason::Disconnected, .. }) && env.from == me);
@@ -368,7 +412,7 @@ mod tests {
         let left = Body::Left { reason: LeftReason::Skipped, parting: Parting::Cooldown(60_000) };
         LinkBus(link.clone()).forward(peer, Envelope { from: me, match_id: m, body: left });
         let Ok(Op::Forward { wire, .. }) = sent.try_recv() else { panic!("sent to the peer's node") };
-        let Wire { seq, env } = serde_json::from_str(&wire).unwrap();
+        let Wire { seq, env, .. } = serde_json::from_str(&wire).unwrap();
         assert_eq!(seq, 1);
         assert!(matches!(env.body, Body::Left { parting: Parting::Cooldown(61_000), .. }), "{:?}", env.body);
         // A node whose clock started 500 ms later reads it 500 ms earlier on its own.

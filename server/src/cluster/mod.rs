@@ -9,7 +9,10 @@
 //!   short Redis outage loses nothing, and hands envelopes and pairs to the hub;
 //! - the **heartbeat** renews this node's key every second with its counts, reads the
 //!   other live nodes' counts for the cluster-wide `online`, drops dead nodes from the
-//!   registry, trims the inbox, and renews owner keys and tickets.
+//!   registry, renews owner keys and tickets, and notices when Redis restarted empty
+//!   (the cluster id is gone): then it writes the node's sessions and tickets back.
+//!   Envelopes name their sending node, so replies go straight to its inbox and
+//!   chats go on while the owner keys are still missing.
 //!
 //! A node that cannot reach Redis for `--redis-timeout-secs` fails its hub: every
 //! socket is closed with 1012 (clients reconnect, through the balancer, to a healthy
@@ -66,11 +69,12 @@ pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<
     let hub = HubHandle::start_at(config, backend, epoch);
     let node_tasks = Tasks { hub: hub.clone(), link, node, timeout: cluster.timeout };
     // The node is alive before anything is sent to it.
-    node_tasks.beat(&mut con.clone()).await.context("cannot register this node in Redis")?;
+    let mut cluster_id = String::new();
+    node_tasks.beat(&mut con.clone(), &mut cluster_id).await.context("cannot register this node in Redis")?;
     tracing::info!(node = %node_tasks.node, "cluster node up");
     tokio::spawn(node_tasks.clone().write(con.clone(), rx));
     tokio::spawn(node_tasks.clone().read(client));
-    tokio::spawn(node_tasks.heartbeat(con));
+    tokio::spawn(node_tasks.heartbeat(con, cluster_id));
     Ok(hub)
 }
 
@@ -140,6 +144,17 @@ impl Tasks {
                             .arg(wire)
                             .arg(store::STREAM_MAXLEN)
                             .arg(to.0.to_string())
+                            .ignore();
+                    }
+                    Op::ForwardTo { node, to, wire } => {
+                        pipe.cmd("EVAL")
+                            .arg(store::FORWARD_TO)
+                            .arg(1)
+                            .arg(store::inbox_key(node))
+                            .arg(wire)
+                            .arg(store::STREAM_MAXLEN)
+                            .arg(to.0.to_string())
+                            .arg(store::OWNER_TTL.as_millis() as u64)
                             .ignore();
                     }
                     Op::Put { session, mode, since, record } => {
@@ -236,7 +251,7 @@ impl Tasks {
 
     /// Every second: this node's heartbeat, the cluster's counts; now and then the
     /// renewal of owner keys and tickets.
-    async fn heartbeat(self, mut con: ConnectionManager) {
+    async fn heartbeat(self, mut con: ConnectionManager, mut cluster: String) {
         let mut outage = Outage { since: None };
         let mut next_renewal = Instant::now() + store::RENEW_EVERY;
         let mut tick = tokio::time::interval(BEAT);
@@ -246,7 +261,7 @@ impl Tasks {
             if self.hub.failure().is_some() {
                 return;
             }
-            let mut result = self.beat(&mut con).await;
+            let mut result = self.beat(&mut con, &mut cluster).await;
             if result.is_ok() && Instant::now() >= next_renewal {
                 result = self.renew(&mut con).await;
                 next_renewal = Instant::now() + store::RENEW_EVERY;
@@ -262,12 +277,21 @@ impl Tasks {
         }
     }
 
-    /// Renews this node's key with its counts and reads the others'.
-    async fn beat(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
+    /// Renews this node's key with its counts and reads the others'. Checks the
+    /// cluster id against `cluster` (the one seen last; empty at first): when Redis
+    /// has lost it, it lost everything, and this node writes its state back.
+    async fn beat(&self, con: &mut ConnectionManager, cluster: &mut String) -> redis::RedisResult<()> {
         let Ok((counts, _, _)) = self.hub.counts() else { return Ok(()) };
         let own = format!("{} {}", counts.sessions, counts.in_match);
         let [video, text] = store::queue_keys();
-        let (members, waiting_video, waiting_text): (Vec<String>, usize, usize) = redis::pipe()
+        let candidate = uuid::Uuid::new_v4().simple().to_string();
+        let (id, members, waiting_video, waiting_text): (String, Vec<String>, usize, usize) = redis::pipe()
+            .cmd("SET")
+            .arg(store::CLUSTER)
+            .arg(&candidate)
+            .arg("NX")
+            .ignore()
+            .get(store::CLUSTER)
             .cmd("SET")
             .arg(store::node_key(&self.node))
             .arg(&own)
@@ -283,6 +307,13 @@ impl Tasks {
             .zcard(&text)
             .query_async(con)
             .await?;
+        if *cluster != id {
+            if !cluster.is_empty() {
+                let (sessions, tickets) = self.link.rebuild();
+                tracing::warn!(sessions, tickets, "Redis lost its state (restarted empty?): writing this node's back");
+            }
+            *cluster = id;
+        }
         let others: Vec<&String> = members.iter().filter(|m| **m != self.node).collect();
         let mut total = OnlineCounts::default();
         if !others.is_empty() {
@@ -316,7 +347,7 @@ impl Tasks {
     async fn renew(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
         let (sessions, tickets): (Vec<_>, Vec<_>) = {
             let st = self.link.lock();
-            (st.local.iter().copied().collect(), st.tickets.iter().copied().collect())
+            (st.local.iter().copied().collect(), st.tickets.keys().copied().collect())
         };
         let owner_ttl = store::OWNER_TTL.as_millis() as u64;
         let ticket_ttl = store::TICKET_TTL.as_millis() as i64;

@@ -18,7 +18,20 @@ pub struct Redis {
 
 impl Redis {
     pub async fn start() -> Self {
-        let addr = free_port();
+        Self::start_on(free_port()).await
+    }
+
+    /// Kills the server (SIGKILL) and starts an empty one on the same port.
+    pub async fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let fresh = Self::start_on(self.addr).await;
+        // Swap in the new process; the old handle (already reaped) is dropped.
+        let old = std::mem::replace(self, fresh);
+        std::mem::forget(old);
+    }
+
+    async fn start_on(addr: SocketAddr) -> Self {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string(), "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
