@@ -6,8 +6,12 @@
 //!   (members whose heartbeat lapsed are dead and get removed by whoever notices).
 //! - `lm:inbox:{node}`: a stream of what reaches that node's sessions: envelopes
 //!   (`k=env`) and pairs (`k=pair`). Its owner reads it from the last id it saw.
-//! - `lm:owner:{session}`: the node holding a session, expiring after [`OWNER_TTL`]
-//!   unless its node renews it.
+//! - `lm:session:{session}`: a hash of the node holding a session (`node`) and its
+//!   resumable state (`state`, JSON), expiring after [`OWNER_TTL`] unless its node
+//!   renews it. Only the holder writes it (compare-and-set in each script); another
+//!   node takes it over only through its token.
+//! - `lm:token:{token}`: the session a resume token names. Taken with GETDEL, so
+//!   exactly one node wins a resume.
 //! - `lm:ticket:{session}`: a waiting ticket ([`TicketRecord`] as JSON), expiring
 //!   after [`TICKET_TTL`] unless its node renews it (a dead node's tickets vanish).
 //! - `lm:queue:{mode}`: the waiting sessions of a mode, scored by arrival (Unix ms).
@@ -52,8 +56,15 @@ pub fn inbox_key(node: &str) -> String {
     format!("lm:inbox:{node}")
 }
 
-pub fn owner_key(session: SessionId) -> String {
-    format!("lm:owner:{}", session.0)
+/// The prefix of session records (the scripts build the key from a session id).
+pub const SESSION_PREFIX: &str = "lm:session:";
+
+pub fn session_key(session: SessionId) -> String {
+    format!("{SESSION_PREFIX}{}", session.0)
+}
+
+pub fn token_key(token: &str) -> String {
+    format!("lm:token:{token}")
 }
 
 pub fn ticket_key(session: SessionId) -> String {
@@ -165,11 +176,57 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'k', 'pair', 'd', ARGV[
 return 'ok'
 "#;
 
+/// Records that a node holds a session under a token, unless another node has taken
+/// the session over. KEYS: session record, token key, replaced token's key (or the
+/// token key again). ARGV: node, session id, ttl ms. Returns 1, or 0 if not ours.
+pub const OWN: &str = r#"
+local n = redis.call('HGET', KEYS[1], 'node')
+if n and n ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'node', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if KEYS[3] ~= KEYS[2] then redis.call('DEL', KEYS[3]) end
+return 1
+"#;
+
+/// Saves a session's state if this node still holds it.
+/// KEYS: session record. ARGV: node, state JSON, ttl ms. Returns 1 or 0.
+pub const SAVE: &str = r#"
+local n = redis.call('HGET', KEYS[1], 'node')
+if n and n ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'state', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// Forgets a session this node held: its record if still ours, its token if it
+/// still names it. KEYS: session record, token key. ARGV: node, session id.
+pub const DISOWN: &str = r#"
+if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"#;
+
+/// Takes a session over through its token (GETDEL: one winner). KEYS: token key.
+/// ARGV: the claiming node, the session record prefix. Returns {session id, the node
+/// that held it, its state}, or nil when the token names nothing resumable.
+pub const CLAIM: &str = r#"
+local sid = redis.call('GETDEL', KEYS[1])
+if not sid then return false end
+local key = ARGV[2] .. sid
+local state = redis.call('HGET', key, 'state')
+if not state then return false end
+local old = redis.call('HGET', key, 'node') or ''
+redis.call('HSET', key, 'node', ARGV[1])
+return {sid, old, state}
+"#;
+
 /// Delivers an envelope to the node that owns its receiver, if that node is alive.
-/// KEYS: the receiver's owner key. ARGV: envelope JSON, inbox max length, receiver id.
-/// Returns 1, or 0 when nobody owns the receiver (gone) or its node is dead.
+/// KEYS: the receiver's session record. ARGV: envelope JSON, inbox max length,
+/// receiver id. Returns 1, or 0 when nobody holds the receiver (gone) or its node is
+/// dead.
 pub const FORWARD: &str = r#"
-local node = redis.call('GET', KEYS[1])
+local node = redis.call('HGET', KEYS[1], 'node')
 if not node then return 0 end
 if redis.call('EXISTS', 'lm:node:' .. node) == 0 then return 0 end
 redis.call('XADD', 'lm:inbox:' .. node, 'MAXLEN', '~', ARGV[2], '*', 'k', 'env', 'to', ARGV[3], 'd', ARGV[1])

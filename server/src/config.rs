@@ -381,6 +381,8 @@ impl From<&Config> for HubConfig {
             join_rate: crate::hub::budget::Rate::per_second(c.joins_per_sec, c.join_burst),
             ready_timeout: crate::hub::config::READY_TIMEOUT,
             report_window: Duration::from_secs_f64(c.report_window_secs),
+            // A cluster's sessions can be resumed on another node.
+            snapshots: c.redis_url.is_some(),
         }
     }
 }

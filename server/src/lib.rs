@@ -110,15 +110,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     config.validate()?;
-    let hub = match &config.redis_url {
+    let (hub, link) = match &config.redis_url {
         Some(url) => {
             let cluster = cluster::ClusterConfig {
                 redis_url: url.clone(),
                 timeout: Duration::from_secs_f64(config.redis_timeout_secs),
             };
-            cluster::start(cluster, hub::HubConfig::from(&config)).await?
+            let (hub, link) = cluster::start(cluster, hub::HubConfig::from(&config)).await?;
+            (hub, Some(link))
         }
-        None => hub::HubHandle::start(hub::HubConfig::from(&config)),
+        None => (hub::HubHandle::start(hub::HubConfig::from(&config)), None),
     };
     let (router, state) = site::router_with(&config, hub)?;
     let metrics = match config.metrics_bind.0 {
@@ -177,6 +178,14 @@ pub async fn serve(
     state.tasks.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
+    }
+    // A cluster node's last words (its peers' `peer_reconnecting`, its sessions'
+    // states for the node that resumes them) reach Redis before it goes.
+    if let Some(link) = link
+        && state.hub.failure().is_none()
+        && tokio::time::timeout(DRAIN_TIMEOUT, link.flush()).await.is_err()
+    {
+        tracing::warn!("Redis did not take this node's last writes in time");
     }
     state.hub.shutdown();
     match state.hub.failure() {

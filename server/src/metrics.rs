@@ -65,5 +65,11 @@ pub const REFUSED_CONNECTIONS: &str = "letsmeet_connections_refused_total";
 /// Connections from a trusted balancer closed for a missing or bad PROXY header.
 pub const PROXY_REFUSED: &str = "letsmeet_proxy_header_refused_total";
 pub const SEARCHES_DEFERRED: &str = "letsmeet_searches_deferred_total";
+/// Sessions resumed here that another node of the cluster held.
+pub const SESSIONS_IMPORTED: &str = "letsmeet_sessions_imported_total";
+/// Cluster: envelopes received twice and dropped, and matches ended because envelopes
+/// between their sides went missing.
+pub const CLUSTER_REPEATS: &str = "letsmeet_cluster_repeated_envelopes_total";
+pub const CLUSTER_GAPS: &str = "letsmeet_cluster_gaps_total";
 /// Connections looked up in the IP database, by `found` ("yes" or "no").
 pub const GEOIP_LOOKUPS: &str = "letsmeet_geoip_lookups_total";

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cluster::{MatcherProcess, Redis, node};
+use common::cluster::{MatcherProcess, NodeProcess, Redis, node};
 use common::{Client, WAIT};
 use protocol::{ClientMsg, LeftReason, MatchId, Mode, Role, ServerMsg, SignalPayload};
 use std::collections::HashMap;
@@ -301,4 +301,103 @@ async fn redis_restarting_empty_ends_no_chat_and_the_waiting_keep_their_place() 
     );
     one.stop().await;
     two.stop().await;
+}
+
+/// A pair matched across two node processes, both `ready`, one line relayed each way.
+async fn chatting_across(one: &NodeProcess, two: &NodeProcess) -> (Client, Client, MatchId) {
+    let (mut a, mut b) = (Client::connect(&one.url()).await, Client::connect(&two.url()).await);
+    a.join(Mode::Video, &[]).await;
+    b.join(Mode::Video, &[]).await;
+    let id = a.matched().await.id;
+    assert_eq!(b.matched().await.id, id);
+    a.send(&ClientMsg::Ready { match_id: id }).await;
+    b.send(&ClientMsg::Ready { match_id: id }).await;
+    a.send(&ClientMsg::Chat { match_id: id, text: "hi".into() }).await;
+    assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "hi".into() });
+    (a, b, id)
+}
+
+/// `a` resumes on `node` with its token: the same session and match, a new generation;
+/// its peer `b` is told; a line crosses each way.
+async fn resumes_on(node: &NodeProcess, a: &Client, b: &mut Client, id: MatchId) -> Client {
+    let mut back = Client::connect(&node.resume_url(&a.token)).await;
+    assert!(back.resumed, "the session is resumed on the other node");
+    assert_eq!(back.session, a.session);
+    let m = back.matched().await;
+    assert_eq!(m.id, id, "the same match");
+    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
+    back.send(&ClientMsg::Chat { match_id: id, text: "back".into() }).await;
+    assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "back".into() });
+    b.send(&ClientMsg::Chat { match_id: id, text: "welcome back".into() }).await;
+    assert_eq!(back.recv().await, ServerMsg::Chat { match_id: id, text: "welcome back".into() });
+    back
+}
+
+#[tokio::test]
+async fn a_killed_nodes_users_resume_their_chats_on_another_node() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let (one, two) = (NodeProcess::start(&redis, &[]).await, NodeProcess::start(&redis, &[]).await);
+    let (a, mut b, id) = chatting_across(&one, &two).await;
+    one.signal("-KILL");
+    let killed = Instant::now();
+    // The peer hears that the stranger is reconnecting once the node's heartbeat lapses.
+    let told = tokio::time::timeout(Duration::from_secs(10), b.recv()).await.expect("the peer is told");
+    assert_eq!(told, ServerMsg::PeerReconnecting { match_id: id });
+    let noticed = killed.elapsed();
+    let a = resumes_on(&two, &a, &mut b, id).await;
+    let resumed = killed.elapsed();
+    drop(a);
+    eprintln!(
+        "kill -9 of a node mid-chat: peer told after {noticed:?}; chat resumed on the other node {resumed:?} after the kill"
+    );
+}
+
+#[tokio::test]
+async fn a_draining_nodes_users_resume_on_another_node_and_no_chat_ends() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let (mut one, two) = (NodeProcess::start(&redis, &[]).await, NodeProcess::start(&redis, &[]).await);
+    let (mut a, mut b, id) = chatting_across(&one, &two).await;
+    // A waiting user on the draining node keeps their place too.
+    let mut w = Client::connect(&one.url()).await;
+    w.join(Mode::Text, &["chess"]).await;
+    one.signal("-TERM");
+    assert_eq!(a.expect_close().await, protocol::close::SERVICE_RESTART);
+    assert_eq!(w.expect_close().await, protocol::close::SERVICE_RESTART);
+    assert_eq!(b.recv().await, ServerMsg::PeerReconnecting { match_id: id });
+    assert!(one.wait().success(), "the drained node exits cleanly");
+    let _a = resumes_on(&two, &a, &mut b, id).await;
+    let mut w2 = Client::connect(&two.resume_url(&w.token)).await;
+    assert!(w2.resumed);
+    assert_eq!(w2.recv().await, ServerMsg::Queued { mode: Mode::Text });
+    // Still waiting, cluster-wide: a newcomer sharing the interest meets them.
+    let mut c = Client::connect(&two.url()).await;
+    c.join(Mode::Text, &["chess"]).await;
+    assert_eq!(w2.matched().await.id, c.matched().await.id);
+}
+
+#[tokio::test]
+async fn a_token_resumes_on_exactly_one_node() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let nodes = [
+        NodeProcess::start(&redis, &[]).await,
+        NodeProcess::start(&redis, &[]).await,
+        NodeProcess::start(&redis, &[]).await,
+    ];
+    let (a, mut b, id) = chatting_across(&nodes[0], &nodes[1]).await;
+    let token = a.token.clone();
+    a.drop_connection();
+    assert_eq!(b.recv().await, ServerMsg::PeerReconnecting { match_id: id });
+    // The same token at the two other nodes at once: one resumes, the other starts a
+    // new session; the old node lets go of it.
+    let (url_b, url_c) = (nodes[1].resume_url(&token), nodes[2].resume_url(&token));
+    let (x, y) = tokio::join!(Client::connect(&url_b), Client::connect(&url_c));
+    assert_eq!(u8::from(x.resumed) + u8::from(y.resumed), 1, "exactly one node wins the token");
+    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
+    b.expect_silence(Duration::from_millis(300)).await;
 }

@@ -10,6 +10,7 @@
 
 use crate::hub::backend::{Bus, Directory, Entry, Matchmaking, MemoryDirectory, Paired, Resolved, Seat};
 use crate::hub::model::{Body, ConnId, Envelope, Parting};
+use crate::hub::snapshot::Snapshot;
 use matcher::store::{PairRecord, TicketRecord};
 use matcher::{Avoid, Millis, Ticket};
 use protocol::{LeftReason, MatchId, Mode, ResumeToken, SessionId};
@@ -22,10 +23,20 @@ use tokio::sync::mpsc::UnboundedSender;
 /// What the writer task does in Redis, in order.
 #[derive(Debug)]
 pub enum Op {
-    /// This node owns the session (owner key, with expiry).
-    Own(SessionId),
-    /// The session is gone.
-    Disown(SessionId),
+    /// This node owns the session under `token` (the session record's owner, with
+    /// expiry, and the token's key); `old` is the token it replaces.
+    Own { session: SessionId, token: ResumeToken, old: Option<ResumeToken> },
+    /// The session is gone from this node (its record goes only if still ours).
+    Disown { session: SessionId, token: ResumeToken },
+    /// The session's resumable state (JSON, Unix ms).
+    Save { session: SessionId, snapshot: String },
+    /// A socket presented a token this node does not know: take the session over from
+    /// whichever node held it, if any (exactly one node wins a token).
+    Claim { conn: ConnId, ip: IpAddr, token: ResumeToken, at_address: usize },
+    /// Tell `node` that `session` was resumed elsewhere.
+    Evict { node: String, session: SessionId },
+    /// Answer once everything before has gone to Redis.
+    Flush(tokio::sync::oneshot::Sender<()>),
     /// An envelope for a session of another node, found through its owner key.
     Forward { to: SessionId, wire: String },
     /// An envelope for a session on `node` (the sender heard from it there).
@@ -78,8 +89,21 @@ pub struct LinkState {
     pub local: HashSet<SessionId>,
     /// Tickets this node put in Redis and still renews.
     pub tickets: HashMap<SessionId, Put>,
-    /// Per session of this node: its peer on another node, and that node.
-    homes: HashMap<SessionId, (SessionId, String)>,
+    /// Per session of this node: its peer on another node, that node, and the match.
+    homes: HashMap<SessionId, (SessionId, String, MatchId)>,
+    /// Per session of this node: its current token.
+    tokens: HashMap<SessionId, ResumeToken>,
+    /// Per session of this node: its last saved state (to write back after Redis lost it).
+    saved: HashMap<SessionId, String>,
+    /// Sessions of this node whose peer's node died: the peer gets until then (Unix
+    /// ms) to resume elsewhere before the match ends here.
+    orphans: HashMap<SessionId, (SessionId, MatchId, Millis)>,
+    /// Answers for sockets whose token another node held.
+    claims: VecDeque<Resolved>,
+    /// Sessions another node resumed, for the hub to drop.
+    evicted: VecDeque<SessionId>,
+    /// How long a session may be away (the hub's grace period), in ms.
+    grace_ms: Millis,
     deliveries: VecDeque<(SessionId, Envelope)>,
     paired: VecDeque<Paired>,
     /// Waiting tickets per mode, cluster-wide (refreshed by the heartbeat).
@@ -96,7 +120,7 @@ pub struct LinkState {
 pub struct Link(Arc<Mutex<LinkState>>);
 
 impl Link {
-    pub fn new(node: String, unix_at_zero: u64, ops: UnboundedSender<Op>) -> Self {
+    pub fn new(node: String, unix_at_zero: u64, grace_ms: Millis, ops: UnboundedSender<Op>) -> Self {
         Self(Arc::new(Mutex::new(LinkState {
             node,
             unix_at_zero,
@@ -105,6 +129,12 @@ impl Link {
             local: HashSet::new(),
             tickets: HashMap::new(),
             homes: HashMap::new(),
+            tokens: HashMap::new(),
+            saved: HashMap::new(),
+            orphans: HashMap::new(),
+            claims: VecDeque::new(),
+            evicted: VecDeque::new(),
+            grace_ms,
             deliveries: VecDeque::new(),
             paired: VecDeque::new(),
             waiting: [0, 0],
@@ -143,7 +173,10 @@ impl Link {
         }
         st.received.insert(to, (from, match_id, seq));
         if let Some(node) = node {
-            st.homes.insert(to, (from, node));
+            st.homes.insert(to, (from, node, match_id));
+        }
+        if st.orphans.get(&to).is_some_and(|&(peer, _, _)| peer == from) {
+            st.orphans.remove(&to); // it is back, on another node
         }
         if let Body::Started(_) = env.body {
             st.tickets.remove(&to);
@@ -177,7 +210,8 @@ impl Link {
         st.tickets.remove(&first);
         st.tickets.remove(&second);
         if let Some(node) = second_node.filter(|_| !st.local.contains(&second)) {
-            st.homes.insert(first, (second, node));
+            // The match id is the first side's to make: set when its `Started` goes out.
+            st.homes.insert(first, (second, node, MatchId(uuid::Uuid::nil())));
         }
         st.paired.push_back(paired);
         true
@@ -187,8 +221,11 @@ impl Link {
     /// in order with everything else it sends.
     pub fn rebuild(&self) -> (usize, usize) {
         let st = self.lock();
-        for &session in &st.local {
-            st.op(Op::Own(session));
+        for (&session, token) in &st.tokens {
+            st.op(Op::Own { session, token: token.clone(), old: None });
+            if let Some(snapshot) = st.saved.get(&session) {
+                st.op(Op::Save { session, snapshot: snapshot.clone() });
+            }
         }
         for (&session, put) in &st.tickets {
             let Put { mode, since, record } = put.clone();
@@ -196,9 +233,98 @@ impl Link {
         }
         (st.local.len(), st.tickets.len())
     }
+
+    /// The answer to a [`Op::Claim`]: the session (its id, the node that held it, its
+    /// state) if the token named one. Returns the node to tell, if another held it.
+    pub fn claimed(
+        &self,
+        conn: ConnId,
+        ip: IpAddr,
+        at_address: usize,
+        found: Option<(SessionId, String, String)>,
+    ) -> Option<String> {
+        let mut st = self.lock();
+        let shift = -(st.unix_at_zero as i64);
+        let taken = found.and_then(|(session, node, state)| match serde_json::from_str::<Snapshot>(&state) {
+            Ok(mut snapshot) => {
+                snapshot.shift_times(shift);
+                Some((session, node, snapshot))
+            }
+            Err(e) => {
+                tracing::warn!("an unreadable session record for {}: {e}; starting afresh", session.0);
+                None
+            }
+        });
+        let (session, imported, old_node) = match taken {
+            Some((session, node, snapshot)) => (Some(session), Some(Box::new(snapshot)), Some(node)),
+            None => (None, None, None),
+        };
+        st.claims.push_back(Resolved { conn, ip, session, at_address, imported });
+        old_node.filter(|n| *n != st.node && !n.is_empty())
+    }
+
+    /// Resolves once everything asked of Redis so far has been written (a node that
+    /// stops waits for this, so its last envelopes and states are not lost).
+    pub async fn flush(&self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.lock().op(Op::Flush(done));
+        let _ = flushed.await;
+    }
+
+    /// Another node resumed `session`: the hub drops it here. Returns whether the
+    /// hub has something new to take.
+    pub fn evicted(&self, session: SessionId) -> bool {
+        let mut st = self.lock();
+        if !st.local.contains(&session) {
+            return false;
+        }
+        st.evicted.push_back(session);
+        true
+    }
+
+    /// Nodes whose heartbeat lapsed (`now` in Unix ms): the sessions here whose peer was
+    /// on one are told their peer is reconnecting, and get the grace period for it to
+    /// resume elsewhere. Returns whether the hub has something new to take.
+    pub fn nodes_died(&self, dead: &[&str], now: Millis) -> bool {
+        let mut st = self.lock();
+        let until = now + st.grace_ms;
+        let orphaned: Vec<(SessionId, SessionId, MatchId)> = st
+            .homes
+            .iter()
+            .filter(|(_, (_, node, _))| dead.contains(&node.as_str()))
+            .map(|(&me, &(peer, _, id))| (me, peer, id))
+            .collect();
+        for &(me, peer, id) in &orphaned {
+            st.orphans.insert(me, (peer, id, until));
+            st.deliveries.push_back((me, Envelope { from: peer, match_id: id, body: Body::Away }));
+        }
+        !orphaned.is_empty()
+    }
+
+    /// Ends the matches whose peer did not come back in time (`now` in Unix ms).
+    pub fn orphans_expired(&self, now: Millis) -> bool {
+        let mut st = self.lock();
+        let expired: Vec<(SessionId, SessionId, MatchId)> = st
+            .orphans
+            .iter()
+            .filter(|(_, (_, _, until))| *until <= now)
+            .map(|(&me, &(peer, id, _))| (me, peer, id))
+            .collect();
+        for &(me, peer, id) in &expired {
+            st.orphans.remove(&me);
+            let left = Body::Left { reason: LeftReason::Disconnected, parting: Parting::Free };
+            st.deliveries.push_back((me, Envelope { from: peer, match_id: id, body: left }));
+        }
+        !expired.is_empty()
+    }
 }
 
 impl LinkState {
+    /// This node's sessions and their tokens.
+    pub fn tokens(&self) -> impl Iterator<Item = (SessionId, ResumeToken)> + '_ {
+        self.tokens.iter().map(|(s, t)| (*s, t.clone()))
+    }
+
     fn op(&self, op: Op) {
         // The writer task outlives the hub; if it has stopped, the hub is stopping.
         let _ = self.ops.send(op);
@@ -215,7 +341,13 @@ impl LinkState {
         };
         self.sent.insert(env.from, (env.match_id, seq));
         env.shift_times(self.unix_at_zero as i64);
-        let home = self.homes.get(&env.from).filter(|(peer, _)| *peer == to).map(|(_, node)| node.clone());
+        let home = match self.homes.get_mut(&env.from) {
+            Some((peer, node, id)) if *peer == to => {
+                *id = env.match_id;
+                Some(node.clone())
+            }
+            _ => None,
+        };
         let wire = match serde_json::to_string(&Wire { seq, env, node: Some(self.node.clone()) }) {
             Ok(wire) => wire,
             Err(e) => return tracing::error!("cannot encode an envelope: {e}"),
@@ -243,15 +375,31 @@ pub struct LinkMatchmaking(pub Link);
 
 impl Directory for LinkDirectory {
     fn resolve(&mut self, conn: ConnId, ip: IpAddr, token: Option<ResumeToken>) {
-        self.0.lock().directory.resolve(conn, ip, token);
+        let mut st = self.0.lock();
+        match token {
+            // Not a session of this node: another node may hold it.
+            Some(token) if st.directory.session_of(&token).is_none() => {
+                let at_address = st.directory.at_address(ip);
+                st.op(Op::Claim { conn, ip, token, at_address });
+            }
+            token => st.directory.resolve(conn, ip, token),
+        }
     }
 
     fn register(&mut self, session: SessionId, token: ResumeToken, ip: IpAddr) {
         let mut st = self.0.lock();
-        st.directory.register(session, token, ip);
-        if st.local.insert(session) {
-            st.op(Op::Own(session));
-        }
+        st.directory.register(session, token.clone(), ip);
+        st.local.insert(session);
+        let old = st.tokens.insert(session, token.clone()).filter(|old| *old != token);
+        st.op(Op::Own { session, token, old });
+    }
+
+    fn save(&mut self, session: SessionId, mut snapshot: Box<Snapshot>) {
+        let mut st = self.0.lock();
+        snapshot.shift_times(st.unix_at_zero as i64);
+        let snapshot = serde_json::to_string(&snapshot).expect("a snapshot is plain data");
+        st.saved.insert(session, snapshot.clone());
+        st.op(Op::Save { session, snapshot });
     }
 
     fn unregister(&mut self, session: SessionId) {
@@ -260,13 +408,22 @@ impl Directory for LinkDirectory {
         st.local.remove(&session);
         st.tickets.remove(&session);
         st.homes.remove(&session);
+        st.saved.remove(&session);
+        st.orphans.remove(&session);
         st.sent.remove(&session);
         st.received.remove(&session);
-        st.op(Op::Disown(session));
+        if let Some(token) = st.tokens.remove(&session) {
+            st.op(Op::Disown { session, token });
+        }
     }
 
     fn poll_resolved(&mut self) -> Option<Resolved> {
-        self.0.lock().directory.poll_resolved()
+        let mut st = self.0.lock();
+        st.directory.poll_resolved().or_else(|| st.claims.pop_front())
+    }
+
+    fn poll_evicted(&mut self) -> Option<SessionId> {
+        self.0.lock().evicted.pop_front()
     }
 
     fn tokens(&self) -> usize {
@@ -373,10 +530,10 @@ mod tests {
     #[test]
     fn repeats_are_dropped_and_a_gap_ends_the_match_on_both_sides() {
         let (ops, mut sent) = tokio::sync::mpsc::unbounded_channel();
-        let link = Link::new("n1".into(), 1_000, ops);
+        let link = Link::new("n1".into(), 1_000, 15_000, ops);
         let (me, peer, m) = (sid(1), sid(2), MatchId(uuid::Uuid::from_u128(3)));
         LinkDirectory(link.clone()).register(me, ResumeToken(uuid::Uuid::from_u128(4)), "127.0.0.1".parse().unwrap());
-        assert!(matches!(sent.try_recv(), Ok(Op::Own(s)) if s == me));
+        assert!(matches!(sent.try_recv(), Ok(Op::Own { session, .. }) if session == me));
         let mut bus = LinkBus(link.clone());
 
         assert!(link.received(me, &chat(peer, m, 1, "one")));
@@ -407,7 +564,7 @@ mod tests {
     #[test]
     fn times_cross_nodes_on_the_unix_scale() {
         let (ops, mut sent) = tokio::sync::mpsc::unbounded_channel();
-        let link = Link::new("n1".into(), 1_000, ops);
+        let link = Link::new("n1".into(), 1_000, 15_000, ops);
         let (me, peer, m) = (sid(1), sid(2), MatchId(uuid::Uuid::from_u128(3)));
         let left = Body::Left { reason: LeftReason::Skipped, parting: Parting::Cooldown(60_000) };
         LinkBus(link.clone()).forward(peer, Envelope { from: me, match_id: m, body: left });
@@ -417,7 +574,7 @@ mod tests {
         assert!(matches!(env.body, Body::Left { parting: Parting::Cooldown(61_000), .. }), "{:?}", env.body);
         // A node whose clock started 500 ms later reads it 500 ms earlier on its own.
         let (ops2, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let other = Link::new("n2".into(), 1_500, ops2);
+        let other = Link::new("n2".into(), 1_500, 15_000, ops2);
         LinkDirectory(other.clone()).register(
             peer,
             ResumeToken(uuid::Uuid::from_u128(5)),

@@ -48,8 +48,9 @@ pub struct ClusterConfig {
     pub timeout: Duration,
 }
 
-/// Connects to Redis and starts the hub on the Redis backend, with its tasks.
-pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<HubHandle> {
+/// Connects to Redis and starts the hub on the Redis backend, with its tasks. The
+/// link is for [`Link::flush`] when the node stops.
+pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<(HubHandle, Link)> {
     let client = redis::Client::open(cluster.redis_url.as_str()).context("--redis-url is not a Redis URL")?;
     let manager_config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(2)))
@@ -60,14 +61,14 @@ pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<
     let node = uuid::Uuid::new_v4().simple().to_string();
     let epoch = Epoch::now();
     let (ops, rx) = mpsc::unbounded_channel();
-    let link = Link::new(node.clone(), epoch.unix_ms, ops);
+    let link = Link::new(node.clone(), epoch.unix_ms, config.grace.as_millis() as u64, ops);
     let backend = Backend {
         directory: Box::new(LinkDirectory(link.clone())),
         bus: Box::new(LinkBus(link.clone())),
         matchmaking: Box::new(LinkMatchmaking(link.clone())),
     };
     let hub = HubHandle::start_at(config, backend, epoch);
-    let node_tasks = Tasks { hub: hub.clone(), link, node, timeout: cluster.timeout };
+    let node_tasks = Tasks { hub: hub.clone(), link: link.clone(), node, timeout: cluster.timeout };
     // The node is alive before anything is sent to it.
     let mut cluster_id = String::new();
     node_tasks.beat(&mut con.clone(), &mut cluster_id).await.context("cannot register this node in Redis")?;
@@ -75,7 +76,7 @@ pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<
     tokio::spawn(node_tasks.clone().write(con.clone(), rx));
     tokio::spawn(node_tasks.clone().read(client));
     tokio::spawn(node_tasks.heartbeat(con, cluster_id));
-    Ok(hub)
+    Ok((hub, link))
 }
 
 #[derive(Clone)]
@@ -116,77 +117,174 @@ impl Tasks {
 
     /// Carries out the hub's requests, in order.
     async fn write(self, mut con: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Op>) {
-        let owner_ttl = store::OWNER_TTL.as_millis() as u64;
-        let ticket_ttl = store::TICKET_TTL.as_millis() as u64;
-        let [video, text] = store::queue_keys();
         let mut outage = Outage { since: None };
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             let mut pipe = redis::pipe();
-            for op in &batch {
+            for op in batch.drain(..) {
                 match op {
-                    Op::Own(session) => {
-                        pipe.cmd("SET")
-                            .arg(store::owner_key(*session))
-                            .arg(&self.node)
-                            .arg("PX")
-                            .arg(owner_ttl)
-                            .ignore();
-                    }
-                    Op::Disown(session) => {
-                        pipe.del(store::owner_key(*session)).ignore();
-                    }
-                    Op::Forward { to, wire } => {
-                        pipe.cmd("EVAL")
-                            .arg(store::FORWARD)
-                            .arg(1)
-                            .arg(store::owner_key(*to))
-                            .arg(wire)
-                            .arg(store::STREAM_MAXLEN)
-                            .arg(to.0.to_string())
-                            .ignore();
-                    }
-                    Op::ForwardTo { node, to, wire } => {
-                        pipe.cmd("EVAL")
-                            .arg(store::FORWARD_TO)
-                            .arg(1)
-                            .arg(store::inbox_key(node))
-                            .arg(wire)
-                            .arg(store::STREAM_MAXLEN)
-                            .arg(to.0.to_string())
-                            .arg(store::OWNER_TTL.as_millis() as u64)
-                            .ignore();
-                    }
-                    Op::Put { session, mode, since, record } => {
-                        let sid = session.0.to_string();
-                        pipe.cmd("SET").arg(store::ticket_key(*session)).arg(record).arg("PX").arg(ticket_ttl).ignore();
-                        pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
-                        pipe.zadd(store::queue_key(*mode), &sid, *since).ignore();
-                        xadd_ticket(&mut pipe, &[(field::OP, "put"), (field::SESSION, &sid), (field::DATA, record)]);
-                    }
-                    Op::Del(session) => {
-                        let sid = session.0.to_string();
-                        pipe.del(store::ticket_key(*session)).ignore();
-                        pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
-                        xadd_ticket(&mut pipe, &[(field::OP, "del"), (field::SESSION, &sid)]);
-                    }
-                }
-            }
-            loop {
-                match pipe.query_async::<()>(&mut con).await {
-                    Ok(()) => {
-                        outage.ok();
-                        break;
-                    }
-                    Err(e) => {
-                        if outage.failed("writing", &e, self.timeout) {
-                            return self.give_up("writing");
+                    // A claim's answer is needed: what went before it goes first.
+                    Op::Claim { conn, ip, token, at_address } => {
+                        if !self.run(&mut con, &pipe, &mut outage).await {
+                            return;
                         }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        pipe = redis::pipe();
+                        let claim = redis::Script::new(store::CLAIM);
+                        let mut invocation = claim.key(store::token_key(&token.0.to_string()));
+                        invocation.arg(&self.node).arg(store::SESSION_PREFIX);
+                        let found: Option<(String, String, String)> = loop {
+                            match invocation.invoke_async(&mut con).await {
+                                Ok(found) => break found,
+                                Err(e) => {
+                                    if outage.failed("resuming", &e, self.timeout) {
+                                        return self.give_up("resuming");
+                                    }
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                            }
+                        };
+                        let found = found
+                            .and_then(|(sid, node, state)| Some((protocol::SessionId(sid.parse().ok()?), node, state)));
+                        let session = found.as_ref().map(|f| f.0);
+                        if let Some(old) = self.link.claimed(conn, ip, at_address, found)
+                            && let Some(session) = session
+                        {
+                            tracing::info!(session = %session.0, from = %old, "resuming a session another node held");
+                            self.add(&mut pipe, Op::Evict { node: old, session });
+                        }
+                        if self.hub.poll_backend().is_err() {
+                            return;
+                        }
                     }
+                    Op::Flush(done) => {
+                        if !self.run(&mut con, &pipe, &mut outage).await {
+                            return;
+                        }
+                        pipe = redis::pipe();
+                        let _ = done.send(());
+                    }
+                    op => self.add(&mut pipe, op),
                 }
             }
-            batch.clear();
+            if !self.run(&mut con, &pipe, &mut outage).await {
+                return;
+            }
+        }
+    }
+
+    /// Runs `pipe` until it goes through; false once Redis has been unreachable for
+    /// too long (the hub has then failed).
+    async fn run(&self, con: &mut ConnectionManager, pipe: &Pipeline, outage: &mut Outage) -> bool {
+        if pipe.is_empty() {
+            return true;
+        }
+        loop {
+            match pipe.query_async::<()>(con).await {
+                Ok(()) => {
+                    outage.ok();
+                    return true;
+                }
+                Err(e) => {
+                    if outage.failed("writing", &e, self.timeout) {
+                        self.give_up("writing");
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Appends what `op` does to `pipe` (everything but claims).
+    fn add(&self, pipe: &mut Pipeline, op: Op) {
+        let ttl = store::OWNER_TTL.as_millis() as u64;
+        let ticket_ttl = store::TICKET_TTL.as_millis() as u64;
+        let [video, text] = store::queue_keys();
+        match op {
+            Op::Own { session, token, old } => {
+                let token_key = store::token_key(&token.0.to_string());
+                let old_key = old.map_or_else(|| token_key.clone(), |t| store::token_key(&t.0.to_string()));
+                pipe.cmd("EVAL")
+                    .arg(store::OWN)
+                    .arg(3)
+                    .arg(store::session_key(session))
+                    .arg(token_key)
+                    .arg(old_key)
+                    .arg(&self.node)
+                    .arg(session.0.to_string())
+                    .arg(ttl)
+                    .ignore();
+            }
+            Op::Disown { session, token } => {
+                pipe.cmd("EVAL")
+                    .arg(store::DISOWN)
+                    .arg(2)
+                    .arg(store::session_key(session))
+                    .arg(store::token_key(&token.0.to_string()))
+                    .arg(&self.node)
+                    .arg(session.0.to_string())
+                    .ignore();
+            }
+            Op::Save { session, snapshot } => {
+                pipe.cmd("EVAL")
+                    .arg(store::SAVE)
+                    .arg(1)
+                    .arg(store::session_key(session))
+                    .arg(&self.node)
+                    .arg(snapshot)
+                    .arg(ttl)
+                    .ignore();
+            }
+            Op::Forward { to, wire } => {
+                pipe.cmd("EVAL")
+                    .arg(store::FORWARD)
+                    .arg(1)
+                    .arg(store::session_key(to))
+                    .arg(wire)
+                    .arg(store::STREAM_MAXLEN)
+                    .arg(to.0.to_string())
+                    .ignore();
+            }
+            Op::ForwardTo { node, to, wire } => {
+                pipe.cmd("EVAL")
+                    .arg(store::FORWARD_TO)
+                    .arg(1)
+                    .arg(store::inbox_key(&node))
+                    .arg(wire)
+                    .arg(store::STREAM_MAXLEN)
+                    .arg(to.0.to_string())
+                    .arg(ttl)
+                    .ignore();
+            }
+            Op::Evict { node, session } => {
+                pipe.cmd("XADD")
+                    .arg(store::inbox_key(&node))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(store::STREAM_MAXLEN)
+                    .arg("*")
+                    .arg(field::KIND)
+                    .arg("evict")
+                    .arg(field::TO)
+                    .arg(session.0.to_string())
+                    .ignore();
+                // The node may be dead: its inbox must not outlive it.
+                pipe.pexpire(store::inbox_key(&node), ttl as i64).ignore();
+            }
+            Op::Put { session, mode, since, record } => {
+                let sid = session.0.to_string();
+                pipe.cmd("SET").arg(store::ticket_key(session)).arg(&record).arg("PX").arg(ticket_ttl).ignore();
+                pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
+                pipe.zadd(store::queue_key(mode), &sid, since).ignore();
+                xadd_ticket(pipe, &[(field::OP, "put"), (field::SESSION, &sid), (field::DATA, &record)]);
+            }
+            Op::Del(session) => {
+                let sid = session.0.to_string();
+                pipe.del(store::ticket_key(session)).ignore();
+                pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
+                xadd_ticket(pipe, &[(field::OP, "del"), (field::SESSION, &sid)]);
+            }
+            Op::Claim { .. } | Op::Flush(_) => unreachable!("claims and flushes run on their own"),
         }
     }
 
@@ -232,6 +330,11 @@ impl Tasks {
             let mut news = false;
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 last_id.clone_from(&entry.id);
+                if entry.get::<String>(field::KIND).as_deref() == Some("evict") {
+                    let session = entry.get::<String>(field::TO).and_then(|s| s.parse::<uuid::Uuid>().ok());
+                    news |= session.is_some_and(|s| self.link.evicted(protocol::SessionId(s)));
+                    continue;
+                }
                 let data: Option<String> = entry.get(field::DATA);
                 let Some(data) = data else { continue };
                 news |= match entry.get::<String>(field::KIND).as_deref() {
@@ -332,7 +435,13 @@ impl Tasks {
             if !dead.is_empty() {
                 tracing::info!(nodes = ?dead, "nodes whose heartbeat lapsed: removed from the registry");
                 let _: () = con.srem(store::NODES, &dead).await?;
+                if self.link.nodes_died(&dead, store::unix_ms()) {
+                    let _ = self.hub.poll_backend();
+                }
             }
+        }
+        if self.link.orphans_expired(store::unix_ms()) {
+            let _ = self.hub.poll_backend();
         }
         {
             let mut st = self.link.lock();
@@ -347,14 +456,15 @@ impl Tasks {
     async fn renew(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
         let (sessions, tickets): (Vec<_>, Vec<_>) = {
             let st = self.link.lock();
-            (st.local.iter().copied().collect(), st.tickets.keys().copied().collect())
+            (st.tokens().collect(), st.tickets.keys().copied().collect())
         };
-        let owner_ttl = store::OWNER_TTL.as_millis() as u64;
+        let ttl = store::OWNER_TTL.as_millis() as i64;
         let ticket_ttl = store::TICKET_TTL.as_millis() as i64;
-        for chunk in sessions.chunks(BATCH * 4) {
+        for chunk in sessions.chunks(BATCH * 2) {
             let mut pipe = redis::pipe();
-            for s in chunk {
-                pipe.cmd("SET").arg(store::owner_key(*s)).arg(&self.node).arg("PX").arg(owner_ttl).ignore();
+            for (session, token) in chunk {
+                pipe.pexpire(store::session_key(*session), ttl).ignore();
+                pipe.pexpire(store::token_key(&token.0.to_string()), ttl).ignore();
             }
             pipe.query_async::<()>(con).await?;
         }

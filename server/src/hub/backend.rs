@@ -10,6 +10,7 @@
 //! implements the same traits for a cluster.
 
 use super::model::{ConnId, Envelope};
+use super::snapshot::Snapshot;
 use matcher::{Matcher, Millis, Pair, Ticket};
 use protocol::{Mode, ResumeToken, SessionId};
 use std::collections::{HashMap, VecDeque};
@@ -57,6 +58,8 @@ pub struct Resolved {
     pub session: Option<SessionId>,
     /// Sessions (live or within their grace period) that `ip` holds now.
     pub at_address: usize,
+    /// The session's state, when another node held it (it resumes here).
+    pub imported: Option<Box<Snapshot>>,
 }
 
 /// Session directory: ownership, resume tokens, per-address counts.
@@ -68,7 +71,14 @@ pub trait Directory: Send {
     fn register(&mut self, session: SessionId, token: ResumeToken, ip: IpAddr);
     /// Forgets `session` and its token.
     fn unregister(&mut self, session: SessionId);
+    /// Keeps `session`'s resumable state where another node can take it over (asked
+    /// for only when [`super::HubConfig::snapshots`] is on).
+    fn save(&mut self, _session: SessionId, _snapshot: Box<Snapshot>) {}
     fn poll_resolved(&mut self) -> Option<Resolved>;
+    /// A session of this node that another node has resumed since.
+    fn poll_evicted(&mut self) -> Option<SessionId> {
+        None
+    }
     /// Tokens held (diagnostics).
     fn tokens(&self) -> usize;
     /// Addresses holding sessions (diagnostics).
@@ -104,6 +114,7 @@ pub enum Request {
     Resolve { conn: ConnId, ip: IpAddr, token: Option<ResumeToken> },
     Register { session: SessionId, token: ResumeToken, ip: IpAddr },
     Unregister { session: SessionId },
+    Save { session: SessionId, snapshot: Box<Snapshot> },
     Submit(Entry),
     Withdraw { session: SessionId },
     Forward { to: SessionId, envelope: Envelope },
@@ -113,8 +124,15 @@ pub enum Request {
 #[derive(Debug)]
 pub enum Event {
     Resolved(Resolved),
-    Delivered { to: SessionId, envelope: Envelope },
+    Delivered {
+        to: SessionId,
+        envelope: Envelope,
+    },
     Paired(Paired),
+    /// Another node resumed `session`: drop it here without a word to its peer.
+    Evicted {
+        session: SessionId,
+    },
 }
 
 /// The three parts, chosen once at start-up.
@@ -146,6 +164,7 @@ impl Backend {
             Request::Resolve { conn, ip, token } => self.directory.resolve(conn, ip, token),
             Request::Register { session, token, ip } => self.directory.register(session, token, ip),
             Request::Unregister { session } => self.directory.unregister(session),
+            Request::Save { session, snapshot } => self.directory.save(session, snapshot),
             Request::Submit(entry) => self.matchmaking.submit(entry, now),
             Request::Withdraw { session } => self.matchmaking.withdraw(session),
             Request::Forward { to, envelope } => self.bus.forward(to, envelope),
@@ -156,6 +175,9 @@ impl Backend {
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(r) = self.directory.poll_resolved() {
             return Some(Event::Resolved(r));
+        }
+        if let Some(session) = self.directory.poll_evicted() {
+            return Some(Event::Evicted { session });
         }
         if let Some((to, envelope)) = self.bus.poll_delivery() {
             return Some(Event::Delivered { to, envelope });
@@ -174,6 +196,16 @@ pub struct MemoryDirectory {
 }
 
 impl MemoryDirectory {
+    /// The session `token` names, if this directory holds it.
+    pub fn session_of(&self, token: &ResumeToken) -> Option<SessionId> {
+        self.tokens.get(token).copied()
+    }
+
+    /// Sessions `ip` holds.
+    pub fn at_address(&self, ip: IpAddr) -> usize {
+        self.per_ip.get(&ip).copied().unwrap_or(0)
+    }
+
     fn count(&mut self, ip: IpAddr, delta: isize) {
         let n = self.per_ip.entry(ip).or_default();
         *n = n.saturating_add_signed(delta);
@@ -187,7 +219,7 @@ impl Directory for MemoryDirectory {
     fn resolve(&mut self, conn: ConnId, ip: IpAddr, token: Option<ResumeToken>) {
         let session = token.and_then(|t| self.tokens.get(&t).copied());
         let at_address = self.per_ip.get(&ip).copied().unwrap_or(0);
-        self.answers.push_back(Resolved { conn, ip, session, at_address });
+        self.answers.push_back(Resolved { conn, ip, session, at_address, imported: None });
     }
 
     fn register(&mut self, session: SessionId, token: ResumeToken, ip: IpAddr) {

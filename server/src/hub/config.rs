@@ -56,6 +56,9 @@ pub struct HubConfig {
     pub ready_timeout: Duration,
     /// How long a report counts against the reported address.
     pub report_window: Duration,
+    /// Hand every change of a session's state to the directory (a cluster's, so
+    /// another node can resume the session); off on a single node.
+    pub snapshots: bool,
 }
 
 impl Default for HubConfig {
@@ -80,6 +83,7 @@ impl Default for HubConfig {
             join_rate: JOIN_RATE,
             ready_timeout: READY_TIMEOUT,
             report_window: Duration::from_secs(3600),
+            snapshots: false,
         }
     }
 }

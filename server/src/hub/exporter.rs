@@ -6,7 +6,7 @@ use super::io::{Dropped, Ended, Metric};
 use super::model::RelayKind;
 use crate::metrics::{
     CLIENT_ERRORS, DROPPED, MATCHES_ENDED, MATCHES_STARTED, QUEUE_WAIT, RATE_LIMITED, RELAY_LATENCY, RELAYED, REPORTS,
-    SEARCHES_DEFERRED,
+    SEARCHES_DEFERRED, SESSIONS_IMPORTED,
 };
 use metrics::{Counter, Histogram};
 use protocol::Mode;
@@ -24,6 +24,7 @@ pub struct Metrics {
     dropped: [Counter; Dropped::ALL.len()],
     reports: Counter,
     deferred: Counter,
+    imported: Counter,
     queue_wait: Histogram,
     pub relay_latency: Histogram,
     pub rate_limited: Counter,
@@ -40,6 +41,7 @@ impl Metrics {
             dropped: Dropped::ALL.map(|d| metrics::counter!(DROPPED, "reason" => d.as_str())),
             reports: metrics::counter!(REPORTS),
             deferred: metrics::counter!(SEARCHES_DEFERRED),
+            imported: metrics::counter!(SESSIONS_IMPORTED),
             queue_wait: metrics::histogram!(QUEUE_WAIT),
             relay_latency: metrics::histogram!(RELAY_LATENCY),
             rate_limited: metrics::counter!(RATE_LIMITED),
@@ -57,6 +59,7 @@ impl Metrics {
             Metric::Report => self.reports.increment(1),
             Metric::QueueWait(ms) => self.queue_wait.record(ms as f64 / 1000.0),
             Metric::SearchDeferred => self.deferred.increment(1),
+            Metric::Imported => self.imported.increment(1),
         }
     }
 }

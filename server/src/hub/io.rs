@@ -113,6 +113,8 @@ pub enum Metric {
     QueueWait(Millis),
     /// A pool search waited for the session's search budget.
     SearchDeferred,
+    /// A session another node held was resumed here.
+    Imported,
 }
 
 /// Why a match ended, as counted.

@@ -4,6 +4,7 @@
 //! - [`budget`] — token buckets on the core's clock (message and resume budgets).
 //! - [`timers`] — per-side deadlines (`ready`, TURN refresh).
 //! - [`model`] — plain data (session, side of a match, inbox, envelope).
+//! - [`snapshot`] — a session's resumable state, for another node.
 //! - [`backend`] — the seam a cluster plugs into: directory, bus, matchmaking, with
 //!   in-memory implementations.
 //! - [`io`] — the core's inputs and outputs.
@@ -33,6 +34,7 @@ pub mod node;
 pub mod relay;
 pub mod sessions;
 pub mod shell;
+pub mod snapshot;
 pub mod timers;
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub struct Inbox {
 }
 
 /// The match a session was in last, for `report` / `block` after it ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PastMatch {
     pub id: MatchId,
     pub peer: SessionId,

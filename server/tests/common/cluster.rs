@@ -148,3 +148,56 @@ pub async fn node(redis: &Redis) -> TestServer {
     c.redis_url = Some(redis.url());
     TestServer::start(c).await
 }
+
+/// A server node as its own process (so it can be killed with SIGKILL), on `redis`.
+pub struct NodeProcess {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl NodeProcess {
+    pub async fn start(redis: &Redis, extra: &[&str]) -> Self {
+        let addr = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["--bind", &addr.to_string(), "--metrics-bind", "off", "--log", "warn"])
+            .args(["--redis-url", &redis.url(), "--max-conn-per-ip", "10000"])
+            .args(["--leptos-config", concat!(env!("CARGO_MANIFEST_DIR"), "/../Leptos.toml")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server binary starts");
+        let node = Self { child, addr };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "node on {addr} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn resume_url(&self, token: &protocol::ResumeToken) -> String {
+        format!("{}?resume={token}", self.url())
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Waits for the process to end by itself.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

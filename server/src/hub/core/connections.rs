@@ -14,6 +14,14 @@ impl HubCore {
             return; // closed before its welcome
         };
         let (now, rate, cap) = (self.now, self.config.resume_rate, self.config.max_sessions_per_ip);
+        // A session another node held comes back to life here first.
+        let imported = match (r.session, r.imported) {
+            (Some(sid), Some(snapshot)) if self.sessions.get(sid).is_none() => {
+                self.import(sid, *snapshot);
+                true
+            }
+            _ => false,
+        };
         if let Some(sid) = r.session.filter(|&s| self.sessions.get(s).is_some()) {
             let session = self.sessions.get_mut(sid).expect("filtered above");
             if !session.resumes.spend(rate, now) {
@@ -35,6 +43,9 @@ impl HubCore {
                 self.expire(oldest);
             }
             self.attach(sid, r.conn, ip);
+            if imported {
+                self.rejoin(sid);
+            }
             if let Some(session) = self.sessions.get_mut(sid) {
                 session.country = country;
             }
@@ -55,6 +66,42 @@ impl HubCore {
         self.welcome(sid, false);
     }
 
+    /// Takes in a session another node held (it drained or died), as if it had been
+    /// away: the resume that follows attaches the new socket.
+    fn import(&mut self, sid: SessionId, snapshot: crate::hub::snapshot::Snapshot) {
+        let session = snapshot.into_session();
+        if matches!(session.state, State::Matched(_)) {
+            self.chatting += 1;
+        }
+        self.sessions.insert(sid, session);
+        self.metric(Metric::Imported);
+    }
+
+    /// An imported session in a match starts a new negotiation with its peer, as one
+    /// coming back from its grace period does (`attach`).
+    fn rejoin(&mut self, sid: SessionId) {
+        if let Some(side) = self.sessions.get_mut(sid).and_then(Session::current_match_mut) {
+            side.generation += 1;
+            let (peer, id, generation) = (side.peer, side.id, side.generation);
+            self.forward(peer, sid, id, Body::Back { generation });
+        }
+    }
+
+    /// Another node resumed `sid`: it is dropped here without ending its match or
+    /// withdrawing its ticket (both carry on there). A socket still open is closed as
+    /// replaced.
+    pub(super) fn evict(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.remove(sid) else { return };
+        if let Some(conn) = session.conn {
+            self.out.push_back(Output::Close { conn, code: close::REPLACED, reason: "resumed on another server" });
+        }
+        if let State::Matched(side) = &session.state {
+            self.forget_deadlines(sid, side);
+            self.chatting -= 1;
+        }
+        self.request(Request::Unregister { session: sid });
+    }
+
     /// Sends `welcome`. Every welcome carries a fresh resume token: a resumed session
     /// gets a new one here, and the one it presented stops working (the directory
     /// keeps one token per session).
@@ -66,6 +113,7 @@ impl HubCore {
         }
         let (token, ip, country) = (session.token.clone(), session.ip, session.country.clone());
         self.request(Request::Register { session: sid, token: token.clone(), ip });
+        self.touch(sid);
         let welcome = ServerMsg::Welcome {
             protocol: protocol::PROTOCOL_VERSION,
             session_id: sid,
@@ -104,6 +152,7 @@ impl HubCore {
             side.generation += 1;
             let (peer, id, generation) = (side.peer, side.id, side.generation);
             self.forward(peer, sid, id, Body::Back { generation });
+            self.touch(sid);
         }
     }
 

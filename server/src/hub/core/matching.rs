@@ -69,6 +69,7 @@ impl HubCore {
             return self.forward(peer, me, id, Body::Left { reason: LeftReason::Stopped, parting: Parting::Free });
         };
         self.chatting += 1;
+        self.touch(me);
         self.metric(Metric::QueueWait(self.now.saturating_sub(since)));
         self.send(me, &matched);
         self.await_ready(me);
@@ -97,6 +98,7 @@ impl HubCore {
     ) -> Option<MatchId> {
         let avoid_limit = self.config.avoid_limit;
         let side = matches::end_side(self.sessions.get_mut(sid)?, parting, avoid_limit)?;
+        self.touch(sid);
         self.forget_deadlines(sid, &side);
         self.chatting -= 1;
         self.forward(side.peer, sid, side.id, Body::Left { reason, parting });

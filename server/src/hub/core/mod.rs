@@ -24,6 +24,7 @@ use super::io::{Input, Metric, Output};
 use super::model::{Body, ConnId, Envelope, Frame};
 use super::moderation::Moderation;
 use super::sessions::Sessions;
+use super::snapshot::Snapshot;
 use super::timers::Timers;
 use matcher::Millis;
 use protocol::{ErrorCode, MatchId, OnlineCounts, ServerMsg, SessionId, close};
@@ -87,6 +88,8 @@ pub struct HubCore {
     /// Sessions on the cluster's other nodes (none on a single node).
     others: OnlineCounts,
     online: OnlinePush,
+    /// Sessions whose resumable state changed in this step (with `snapshots` on).
+    dirty: Vec<SessionId>,
     out: VecDeque<Output>,
     now: Millis,
 }
@@ -111,6 +114,7 @@ impl HubCore {
             chatting: 0,
             others: OnlineCounts::default(),
             online: OnlinePush::default(),
+            dirty: Vec::new(),
             out: VecDeque::new(),
             now: 0,
         }
@@ -126,6 +130,7 @@ impl HubCore {
             }
             Input::Command { conn, cmd } => {
                 if let Some(sid) = self.within_budget(conn) {
+                    self.touch(sid);
                     self.command(sid, cmd);
                 }
             }
@@ -154,10 +159,34 @@ impl HubCore {
                 self.moderation.expire(self.now, self.report_window());
             }
             Input::Backend(Event::Resolved(r)) => self.resolved(r),
-            Input::Backend(Event::Delivered { to, envelope }) => self.deliver(to, envelope),
+            Input::Backend(Event::Delivered { to, envelope }) => {
+                if !matches!(envelope.body, Body::Relay { .. }) {
+                    self.touch(to);
+                }
+                self.deliver(to, envelope)
+            }
             Input::Backend(Event::Paired(p)) => self.paired(p),
+            Input::Backend(Event::Evicted { session }) => self.evict(session),
         }
+        self.save_dirty();
         self.push_online();
+    }
+
+    /// Notes that `sid`'s resumable state may have changed in this step.
+    fn touch(&mut self, sid: SessionId) {
+        if self.config.snapshots && !self.dirty.contains(&sid) {
+            self.dirty.push(sid);
+        }
+    }
+
+    /// Hands the directory the state of every session that changed in this step.
+    fn save_dirty(&mut self) {
+        for sid in std::mem::take(&mut self.dirty) {
+            if let Some(session) = self.sessions.get(sid) {
+                let snapshot = Box::new(Snapshot::of(session));
+                self.request(Request::Save { session: sid, snapshot });
+            }
+        }
     }
 
     /// The next thing to do, in order.
