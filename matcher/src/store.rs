@@ -233,17 +233,6 @@ redis.call('XADD', 'lm:inbox:' .. node, 'MAXLEN', '~', ARGV[2], '*', 'k', 'env',
 return 1
 "#;
 
-/// Delivers an envelope to a node named by the sender (it heard from the receiver
-/// there), without looking up the owner: this works while a Redis that restarted empty
-/// has no owner keys yet. The inbox gets an expiry if it has none, so one written for
-/// a node that died meanwhile disappears.
-/// KEYS: the node's inbox. ARGV: envelope JSON, inbox max length, receiver id, ttl ms.
-pub const FORWARD_TO: &str = r#"
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'k', 'env', 'to', ARGV[3], 'd', ARGV[1])
-if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-return 1
-"#;
-
 /// The current Unix time in milliseconds.
 pub fn unix_ms() -> Millis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)

@@ -339,6 +339,7 @@ async fn a_killed_nodes_users_resume_their_chats_on_another_node() {
     let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
     matcher.wait_active(&redis, WAIT).await;
     let (one, two) = (NodeProcess::start(&redis, &[]).await, NodeProcess::start(&redis, &[]).await);
+    let three = NodeProcess::start(&redis, &[]).await;
     let (a, mut b, id) = chatting_across(&one, &two).await;
     one.signal("-KILL");
     let killed = Instant::now();
@@ -346,7 +347,8 @@ async fn a_killed_nodes_users_resume_their_chats_on_another_node() {
     let told = tokio::time::timeout(Duration::from_secs(10), b.recv()).await.expect("the peer is told");
     assert_eq!(told, ServerMsg::PeerReconnecting { match_id: id });
     let noticed = killed.elapsed();
-    let a = resumes_on(&two, &a, &mut b, id).await;
+    // On a third node: everything between the two sides crosses Redis.
+    let a = resumes_on(&three, &a, &mut b, id).await;
     let resumed = killed.elapsed();
     drop(a);
     eprintln!(

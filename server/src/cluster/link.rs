@@ -110,8 +110,9 @@ pub struct LinkState {
     pub waiting: [usize; 2],
     /// Per sending session: its current match and the last number it used.
     sent: HashMap<SessionId, (MatchId, u64)>,
-    /// Per receiving session: the sender, match and last number received.
-    received: HashMap<SessionId, (SessionId, MatchId, u64)>,
+    /// Per receiving session: the sender, match, sending node and last number
+    /// received. A session that moved to another node numbers afresh from there.
+    received: HashMap<SessionId, (SessionId, MatchId, Option<String>, u64)>,
     pub counts: LinkCounts,
 }
 
@@ -164,14 +165,14 @@ impl Link {
         }
         let (from, match_id) = (env.from, env.match_id);
         let last = match st.received.get(&to) {
-            Some(&(f, m, last)) if f == from && m == match_id => last,
+            Some((f, m, n, last)) if *f == from && *m == match_id && *n == node => *last,
             _ => 0,
         };
         if seq <= last {
             st.counts.repeats += 1;
             return false;
         }
-        st.received.insert(to, (from, match_id, seq));
+        st.received.insert(to, (from, match_id, node.clone(), seq));
         if let Some(node) = node {
             st.homes.insert(to, (from, node, match_id));
         }
@@ -555,6 +556,15 @@ mod tests {
         let Wire { env, .. } = serde_json::from_str(&wire).unwrap();
         assert!(matches!(env.body, Body::Left { reason: LeftReason::Disconnected, .. }) && env.from == me);
         assert_eq!(link.lock().counts.gaps, 1);
+
+        // The peer resumed on another node, which numbers from 1 again.
+        let moved = {
+            let mut w: Wire = serde_json::from_str(&chat(peer, m, 1, "moved")).unwrap();
+            w.node = Some("n3".into());
+            serde_json::to_string(&w).unwrap()
+        };
+        assert!(link.received(me, &moved), "a new node's numbering is its own");
+        assert_eq!(texts(&mut bus).len(), 1);
 
         // A session that is gone receives nothing.
         LinkDirectory(link.clone()).unregister(me);

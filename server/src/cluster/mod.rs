@@ -245,15 +245,21 @@ impl Tasks {
                     .arg(to.0.to_string())
                     .ignore();
             }
+            // The hot path: a plain XADD, no script. The inbox's expiry is its owner's
+            // to renew; a dead node's gets envelopes only until its peers learn it died.
             Op::ForwardTo { node, to, wire } => {
-                pipe.cmd("EVAL")
-                    .arg(store::FORWARD_TO)
-                    .arg(1)
+                pipe.cmd("XADD")
                     .arg(store::inbox_key(&node))
-                    .arg(wire)
+                    .arg("MAXLEN")
+                    .arg("~")
                     .arg(store::STREAM_MAXLEN)
+                    .arg("*")
+                    .arg(field::KIND)
+                    .arg("env")
+                    .arg(field::TO)
                     .arg(to.0.to_string())
-                    .arg(ttl)
+                    .arg(field::DATA)
+                    .arg(wire)
                     .ignore();
             }
             Op::Evict { node, session } => {

@@ -20,7 +20,7 @@ mod matching;
 
 use super::backend::{Event, Request};
 use super::config::HubConfig;
-use super::io::{Input, Metric, Output};
+use super::io::{Command, Input, Metric, Output};
 use super::model::{Body, ConnId, Envelope, Frame};
 use super::moderation::Moderation;
 use super::sessions::Sessions;
@@ -130,7 +130,10 @@ impl HubCore {
             }
             Input::Command { conn, cmd } => {
                 if let Some(sid) = self.within_budget(conn) {
-                    self.touch(sid);
+                    // `ready` changes nothing another node would need.
+                    if !matches!(cmd, Command::Ready { .. } | Command::Hello) {
+                        self.touch(sid);
+                    }
                     self.command(sid, cmd);
                 }
             }
@@ -160,7 +163,9 @@ impl HubCore {
             }
             Input::Backend(Event::Resolved(r)) => self.resolved(r),
             Input::Backend(Event::Delivered { to, envelope }) => {
-                if !matches!(envelope.body, Body::Relay { .. }) {
+                // What changes the receiver's state: a match starting or ending, a new
+                // negotiation, a block (relayed messages and notices do not).
+                if matches!(envelope.body, Body::Started(_) | Body::Left { .. } | Body::Back { .. } | Body::Block) {
                     self.touch(to);
                 }
                 self.deliver(to, envelope)
