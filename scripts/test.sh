@@ -39,8 +39,9 @@ if ! cargo test -p app --target wasm32-unknown-unknown --features hydrate --lock
 fi
 rm -f "$wasm_log"
 
-step "release build of the site"
+step "release build of the site, and of the matcher service (for the cluster's browser test)"
 cargo leptos build --release
+cargo build --release -p matcher --features service --bin matcher --locked
 
 step "hostile load against the release server (loopback; the bystander's relay p99 must stay under 50 ms)"
 ./scripts/attack-checks.sh

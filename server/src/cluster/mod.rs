@@ -449,11 +449,14 @@ impl Tasks {
         if self.link.orphans_expired(store::unix_ms()) {
             let _ = self.hub.poll_backend();
         }
-        {
+        let counts = {
             let mut st = self.link.lock();
             st.waiting[mode_index(Mode::Video)] = waiting_video;
             st.waiting[mode_index(Mode::Text)] = waiting_text;
-        }
+            st.counts
+        };
+        metrics::counter!(crate::metrics::CLUSTER_REPEATS).absolute(counts.repeats);
+        metrics::counter!(crate::metrics::CLUSTER_GAPS).absolute(counts.gaps);
         let _ = self.hub.set_other_nodes(total);
         Ok(())
     }
