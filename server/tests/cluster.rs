@@ -254,13 +254,13 @@ async fn a_node_cut_off_from_redis_asks_its_clients_to_reconnect() {
 }
 
 #[tokio::test]
-async fn redis_restarting_empty_ends_no_chat_and_the_waiting_keep_their_place() {
+async fn redis_restarting_empty_during_200_chats_ends_none_and_the_waiting_keep_their_place() {
     let mut redis = Redis::start().await;
     let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
     matcher.wait_active(&redis, WAIT).await;
     let (one, two) = (node(&redis).await, node(&redis).await);
     let mut chats = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         let (mut a, mut b) = (one.client().await, two.client().await);
         a.join(Mode::Text, &[]).await;
         b.join(Mode::Text, &[]).await;
@@ -297,7 +297,8 @@ async fn redis_restarting_empty_ends_no_chat_and_the_waiting_keep_their_place() 
         b.expect_silence(Duration::from_millis(1)).await;
     }
     eprintln!(
-        "after an empty restart: 100 chats relayed again within {chats_back:?}; the waiting user matched {requeued:?} after it"
+        "after an empty restart: {} chats relayed again within {chats_back:?}; the waiting user matched {requeued:?} after it",
+        chats.len()
     );
     one.stop().await;
     two.stop().await;
@@ -402,4 +403,62 @@ async fn a_token_resumes_on_exactly_one_node() {
     assert_eq!(u8::from(x.resumed) + u8::from(y.resumed), 1, "exactly one node wins the token");
     assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
     b.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_block_keeps_two_apart_across_nodes() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    let (mut a, mut b) = (one.client().await, two.client().await);
+    a.join(Mode::Text, &[]).await;
+    b.join(Mode::Text, &[]).await;
+    let id = a.matched().await.id;
+    b.matched().await;
+    a.send(&ClientMsg::Block { match_id: id }).await;
+    assert_eq!(b.recv().await, ServerMsg::PeerLeft { match_id: id, reason: LeftReason::Skipped });
+    // Both look again: never each other, however long they wait (the cooldown of a
+    // `next` would be over after a minute; a block is for good).
+    a.join(Mode::Text, &[]).await;
+    b.join(Mode::Text, &[]).await;
+    a.expect_silence(Duration::from_millis(1500)).await;
+    b.expect_silence(Duration::from_millis(10)).await;
+    let mut c = one.client().await;
+    c.join(Mode::Text, &[]).await;
+    let mc = c.matched().await.id;
+    let first = tokio::time::timeout(WAIT, async {
+        tokio::select! { m = a.matched() => m.id, m = b.matched() => m.id }
+    })
+    .await
+    .expect("a newcomer meets one of them");
+    assert_eq!(first, mc);
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_tab_on_another_node_replaces_the_first() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    let (mut a, mut b) = (one.client().await, two.client().await);
+    a.join(Mode::Video, &[]).await;
+    b.join(Mode::Video, &[]).await;
+    let id = a.matched().await.id;
+    b.matched().await;
+    // The same session's token, presented at the other node while the first socket is
+    // still open: the newer one takes the session, the older is closed as replaced.
+    let mut tab = two.resume(&a.token).await;
+    assert!(tab.resumed);
+    assert_eq!(tab.session, a.session);
+    assert_eq!(tab.matched().await.id, id);
+    assert_eq!(a.expect_close().await, protocol::close::REPLACED);
+    assert_eq!(b.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
+    one.wait_stats(|s| s.sessions == 0).await; // let go on the first node
+    tab.send(&ClientMsg::Chat { match_id: id, text: "same me".into() }).await;
+    assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "same me".into() });
+    one.stop().await;
+    two.stop().await;
 }
