@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cluster::{MatcherProcess, NodeProcess, Redis, node};
+use common::cluster::{Haproxy, MatcherProcess, NodeProcess, Redis, node};
 use common::{Client, WAIT};
 use protocol::{ClientMsg, LeftReason, MatchId, Mode, Role, ServerMsg, SignalPayload};
 use std::collections::HashMap;
@@ -461,4 +461,93 @@ async fn a_second_tab_on_another_node_replaces_the_first() {
     assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "same me".into() });
     one.stop().await;
     two.stop().await;
+}
+
+#[tokio::test]
+async fn behind_haproxy_a_killed_node_and_then_a_drained_one_end_no_chat() {
+    let redis = Redis::start().await;
+    let matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    matcher.wait_active(&redis, WAIT).await;
+    let behind = ["--trusted-proxies", "127.0.0.1", "--drain-delay-secs", "3"];
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(NodeProcess::start(&redis, &behind).await);
+    }
+    let lb = Haproxy::start([nodes[0].addr, nodes[1].addr, nodes[2].addr]).await;
+    // Which node holds whom: the one whose session count rose.
+    async fn counts(nodes: &[NodeProcess]) -> Vec<f64> {
+        let mut c = Vec::new();
+        for n in nodes {
+            c.push(n.gauge("letsmeet_sessions").await);
+        }
+        c
+    }
+    async fn placed(nodes: &[NodeProcess], before: &[f64]) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = counts(nodes).await;
+            if let Some(i) = (0..nodes.len()).find(|&i| now[i] > before[i]) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no node counted the new session");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let a_from = [127, 0, 0, 2];
+    let before = counts(&nodes).await;
+    let mut a = lb.connect(a_from, None).await.expect("through HAProxy");
+    let a_node = placed(&nodes, &before).await;
+    // A stranger from an address the balancer hashes to another node.
+    let (mut b, b_from, b_node) = {
+        let mut source = 3u8;
+        loop {
+            let before = counts(&nodes).await;
+            let c = lb.connect([127, 0, 0, source], None).await.expect("through HAProxy");
+            let at = placed(&nodes, &before).await;
+            if at != a_node {
+                break (c, [127, 0, 0, source], at);
+            }
+            c.close().await;
+            source += 1;
+            assert!(source < 60, "every address hashed to one node");
+        }
+    };
+    a.join(Mode::Video, &[]).await;
+    b.join(Mode::Video, &[]).await;
+    let id = a.matched().await.id;
+    assert_eq!(b.matched().await.id, id);
+
+    // kill -9 a's node: a reconnects through HAProxy, which sends it to a live node.
+    let a_token = a.token.clone();
+    nodes[a_node].signal("-KILL");
+    let killed = Instant::now();
+    drop(a);
+    let mut a = lb.reconnect(a_from, &a_token).await;
+    assert!(a.resumed, "resumed on a live node");
+    assert_eq!(a.matched().await.id, id);
+    let mut told = b.recv().await;
+    if told == (ServerMsg::PeerReconnecting { match_id: id }) {
+        told = b.recv().await;
+    }
+    assert_eq!(told, ServerMsg::PeerResumed { match_id: id, generation: Some(1) });
+    let after_kill = killed.elapsed();
+    a.send(&ClientMsg::Chat { match_id: id, text: "moved".into() }).await;
+    assert_eq!(b.recv().await, ServerMsg::Chat { match_id: id, text: "moved".into() });
+    // Then b's node drains: b is asked to reconnect and resumes elsewhere too.
+    let b_token = b.token.clone();
+    nodes[b_node].signal("-TERM");
+    let drained = Instant::now();
+    assert_eq!(b.expect_close_within(Duration::from_secs(10)).await, protocol::close::SERVICE_RESTART);
+    assert_eq!(a.recv().await, ServerMsg::PeerReconnecting { match_id: id });
+    let mut b = lb.reconnect(b_from, &b_token).await;
+    assert!(b.resumed, "resumed after the drain");
+    assert_eq!(b.matched().await.id, id);
+    assert_eq!(a.recv().await, ServerMsg::PeerResumed { match_id: id, generation: Some(2) });
+    b.send(&ClientMsg::Chat { match_id: id, text: "me too".into() }).await;
+    assert_eq!(a.recv().await, ServerMsg::Chat { match_id: id, text: "me too".into() });
+    eprintln!(
+        "behind HAProxy: chat back {after_kill:?} after a kill -9 of one side's node; {:?} after the drain of the other's began (3 s delay)",
+        drained.elapsed()
+    );
+    a.expect_silence(Duration::from_millis(300)).await;
 }

@@ -333,6 +333,13 @@ impl LinkState {
 
     fn forward(&mut self, to: SessionId, mut env: Envelope) {
         if self.local.contains(&to) {
+            // The peer is here now (it resumed on this node): not elsewhere, not lost.
+            if self.homes.get(&to).is_some_and(|(peer, _, _)| *peer == env.from) {
+                self.homes.remove(&to);
+            }
+            if self.orphans.get(&to).is_some_and(|(peer, _, _)| *peer == env.from) {
+                self.orphans.remove(&to);
+            }
             self.deliveries.push_back((to, env));
             return;
         }
@@ -569,6 +576,35 @@ mod tests {
         // A session that is gone receives nothing.
         LinkDirectory(link.clone()).unregister(me);
         assert!(!link.received(me, &chat(peer, m, 6, "six")));
+    }
+
+    #[test]
+    fn a_dead_nodes_peers_wait_the_grace_period_unless_it_comes_back() {
+        let (ops, _sent) = tokio::sync::mpsc::unbounded_channel();
+        let link = Link::new("n1".into(), 1_000, 15_000, ops);
+        let (me, other, peer, m) = (sid(1), sid(5), sid(2), MatchId(uuid::Uuid::from_u128(3)));
+        let ip = "127.0.0.1".parse().unwrap();
+        LinkDirectory(link.clone()).register(me, ResumeToken(uuid::Uuid::from_u128(4)), ip);
+        LinkDirectory(link.clone()).register(other, ResumeToken(uuid::Uuid::from_u128(6)), ip);
+        let mut bus = LinkBus(link.clone());
+        assert!(link.received(me, &chat(peer, m, 1, "hi")), "heard from n2");
+        assert!(link.received(other, &chat(sid(7), m, 1, "hi")));
+        texts(&mut bus);
+        assert!(!link.nodes_died(&["n9"], 100_000), "nobody's peer was there");
+        assert!(link.nodes_died(&["n2"], 100_000));
+        assert_eq!(texts(&mut bus), vec!["Away".to_string(), "Away".to_string()]);
+        // One peer resumes on this very node: its `Back` arrives locally.
+        LinkDirectory(link.clone()).register(peer, ResumeToken(uuid::Uuid::from_u128(8)), ip);
+        LinkBus(link.clone()).forward(me, Envelope { from: peer, match_id: m, body: Body::Back { generation: 1 } });
+        texts(&mut bus);
+        assert!(!link.orphans_expired(114_999), "within the grace period");
+        assert!(link.orphans_expired(115_000));
+        // Only the one whose peer never came back is told the match ended.
+        let ended: Vec<(SessionId, String)> =
+            std::iter::from_fn(|| bus.poll_delivery()).map(|(to, env)| (to, format!("{:?}", env.body))).collect();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].0, other);
+        assert!(ended[0].1.starts_with("Left"));
     }
 
     #[test]

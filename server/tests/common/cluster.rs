@@ -153,13 +153,14 @@ pub async fn node(redis: &Redis) -> TestServer {
 pub struct NodeProcess {
     child: Child,
     pub addr: SocketAddr,
+    pub metrics: SocketAddr,
 }
 
 impl NodeProcess {
     pub async fn start(redis: &Redis, extra: &[&str]) -> Self {
-        let addr = free_port();
+        let (addr, metrics) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .args(["--bind", &addr.to_string(), "--metrics-bind", "off", "--log", "warn"])
+            .args(["--bind", &addr.to_string(), "--metrics-bind", &metrics.to_string(), "--log", "warn"])
             .args(["--redis-url", &redis.url(), "--max-conn-per-ip", "10000"])
             .args(["--leptos-config", concat!(env!("CARGO_MANIFEST_DIR"), "/../Leptos.toml")])
             .args(extra)
@@ -167,9 +168,9 @@ impl NodeProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the server binary starts");
-        let node = Self { child, addr };
+        let node = Self { child, addr, metrics };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
+        while tokio::net::TcpStream::connect(metrics).await.is_err() {
             assert!(tokio::time::Instant::now() < deadline, "node on {addr} did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -189,6 +190,15 @@ impl NodeProcess {
         assert!(status.success(), "kill {signal} failed");
     }
 
+    /// A gauge from the node's `/metrics` (0 when absent).
+    pub async fn gauge(&self, name: &str) -> f64 {
+        let text = super::http_get(self.metrics, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Waits for the process to end by itself.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
@@ -200,4 +210,83 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// HAProxy running `deploy/haproxy.cfg` in front of three nodes, stopped when dropped.
+pub struct Haproxy {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Haproxy {
+    /// Starts it and waits until its health checks have found every node up.
+    pub async fn start(nodes: [SocketAddr; 3]) -> Self {
+        let addr = free_port();
+        let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/haproxy.cfg");
+        let child = Command::new("haproxy")
+            .args(["-f", conf, "-db"])
+            .env("LETSMEET_LB_BIND", addr.to_string())
+            .env("LETSMEET_NODE1", nodes[0].to_string())
+            .env("LETSMEET_NODE2", nodes[1].to_string())
+            .env("LETSMEET_NODE3", nodes[2].to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian package haproxy) is installed; scripts/install.sh installs it");
+        let lb = Self { child, addr };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !try_get(addr, "/healthz").await.starts_with("HTTP/1.1 200") {
+            assert!(tokio::time::Instant::now() < deadline, "HAProxy never passed a request on");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // `rise 2` at 1 s intervals: every node is in rotation after about 2 s.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        lb
+    }
+
+    /// A WebSocket through the balancer from the loopback address `from`, resuming
+    /// `token` if given; `None` if the balancer could not reach a node this time.
+    pub async fn connect(&self, from: [u8; 4], token: Option<&protocol::ResumeToken>) -> Option<super::Client> {
+        let stream = super::tcp_from(from, self.addr).await;
+        let url = match token {
+            Some(t) => format!("ws://{}/ws?resume={t}", self.addr),
+            None => format!("ws://{}/ws", self.addr),
+        };
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.ok()?;
+        Some(super::Client::after_upgrade(ws).await)
+    }
+
+    /// Connects (again and again, while the balancer has yet to notice a node is
+    /// gone) until a node welcomes the client.
+    pub async fn reconnect(&self, from: [u8; 4], token: &protocol::ResumeToken) -> super::Client {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(c) = self.connect(from, Some(token)).await {
+                return c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no node took the reconnect through HAProxy");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `GET`; the whole response, or "" if the connection failed or was cut.
+async fn try_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut body = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut body)).await;
+    String::from_utf8_lossy(&body).into_owned()
 }

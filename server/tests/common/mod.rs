@@ -293,8 +293,13 @@ impl Client {
 
     /// Reads until the server closes; returns the close code.
     pub async fn expect_close(&mut self) -> u16 {
+        self.expect_close_within(WAIT).await
+    }
+
+    /// [`Client::expect_close`] with its own deadline.
+    pub async fn expect_close_within(&mut self, wait: Duration) -> u16 {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("the server closes in time") {
+            match tokio::time::timeout(wait, self.ws.next()).await.expect("the server closes in time") {
                 Some(Ok(Message::Close(frame))) => return frame.map_or(1005, |f: CloseFrame| f.code.into()),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => panic!("socket error before the close frame: {e}"),
