@@ -551,3 +551,35 @@ async fn behind_haproxy_a_killed_node_and_then_a_drained_one_end_no_chat() {
     );
     a.expect_silence(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn redis_frozen_past_the_lease_pairs_nobody_twice() {
+    let redis = Redis::start().await;
+    let first = MatcherProcess::start(&redis, LEASE_MS, 3.0);
+    first.wait_active(&redis, WAIT).await;
+    let standby = MatcherProcess::start(&redis, LEASE_MS, 3.0);
+    let (one, two) = (node(&redis).await, node(&redis).await);
+    let mut users = waiting_users([&one, &two], 40).await;
+    let epoch_before: u64 = redis.get(matcher::store::EPOCH).await.unwrap().parse().unwrap();
+    // Redis stops answering anyone for 2.5 lease periods: the lease runs out while the
+    // active matcher holds it, and both matchers queue up behind the sleep.
+    let patient = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection_with_config(&patient).await.unwrap();
+    let _: () = redis::cmd("DEBUG").arg("SLEEP").arg(2.5).query_async(&mut con).await.unwrap();
+    // Whoever holds the lease afterwards pairs everyone, once.
+    let per_match = all_matched(&mut users).await;
+    assert_eq!(per_match.len(), 20);
+    for u in users.iter_mut() {
+        u.expect_silence(Duration::from_millis(20)).await;
+    }
+    let active = u8::from(first.is_active(&redis).await) + u8::from(standby.is_active(&redis).await);
+    assert_eq!(active, 1, "one matcher holds the lease");
+    let epoch_after: u64 = redis.get(matcher::store::EPOCH).await.unwrap().parse().unwrap();
+    eprintln!(
+        "DEBUG SLEEP 2.5 s: epoch {epoch_before} -> {epoch_after}; the first matcher's log after:\n{}",
+        first.log_text()
+    );
+    one.stop().await;
+    two.stop().await;
+}

@@ -34,6 +34,8 @@ impl Redis {
     async fn start_on(addr: SocketAddr) -> Self {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string(), "--save", "", "--appendonly", "no"])
+            // DEBUG SLEEP freezes the server in a fault test (loopback only).
+            .args(["--enable-debug-command", "local"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
