@@ -31,7 +31,17 @@ pub async fn run(redis_url: &str, tickets: usize, wait: Duration) -> anyhow::Res
     let mut con = client.get_multiplexed_async_connection().await.context("cannot reach Redis")?;
     let queue = store::queue_key(Mode::Text);
     let inbox = store::inbox_key(NODE);
-    let _: () = redis::pipe().del(&queue).del(&inbox).query_async(&mut con).await?;
+    // The bench node must look alive: the matcher pairs only tickets of live nodes.
+    let _: () = redis::pipe()
+        .del(&queue)
+        .del(&inbox)
+        .cmd("SET")
+        .arg(store::node_key(NODE))
+        .arg("0 0")
+        .arg("PX")
+        .arg(wait.as_millis() as u64 + 60_000)
+        .query_async(&mut con)
+        .await?;
     // 1. The backlog.
     let now = store::unix_ms();
     let loading = Instant::now();
@@ -107,7 +117,7 @@ pub async fn run(redis_url: &str, tickets: usize, wait: Duration) -> anyhow::Res
             }
         }
     }
-    let _: () = redis::pipe().del(&inbox).query_async(&mut con).await?;
+    let _: () = redis::pipe().del(&inbox).del(store::node_key(NODE)).query_async(&mut con).await?;
     let mut report = Report::new("matcher-backlog");
     report.add("tickets", "waiting tickets", json!(tickets), tickets.to_string());
     report.add("pairs", "pairs handed to the node", json!(pairs), pairs.to_string());

@@ -135,6 +135,18 @@ impl Pool {
         self.matcher.remove(session);
         self.records.remove(&session);
     }
+
+    /// A stream entry about `session` arrived while `pending` (pairs made from this
+    /// batch, not committed yet) pairs it: that pair is off, and the partner goes back
+    /// into the pool (which may pair it again at once).
+    fn unpair(&mut self, session: SessionId, pending: &mut Vec<Pair>, now: Millis) {
+        let Some(i) = pending.iter().position(|p| p.first == session || p.second == session) else { return };
+        let pair = pending.remove(i);
+        let partner = if pair.first == session { pair.second } else { pair.first };
+        if let Some((raw, record)) = self.records.remove(&partner) {
+            pending.extend(self.put(raw, record, now));
+        }
+    }
 }
 
 /// Leads until fenced, shut down, or Redis fails.
@@ -199,6 +211,8 @@ async fn lead(
                 let session =
                     entry.get::<String>(field::SESSION).and_then(|s| s.parse::<uuid::Uuid>().ok()).map(SessionId);
                 let Some(session) = session else { continue };
+                // Every pair in `pairs` must hold the tickets as they are now.
+                pool.unpair(session, &mut pairs, now);
                 match entry.get::<String>(field::OP).as_deref() {
                     Some("put") => {
                         let raw: Option<String> = entry.get(field::DATA);
@@ -259,11 +273,15 @@ async fn commit(
         let batch: Vec<Pair> = std::mem::take(&mut pairs);
         let mut pipe = redis::pipe();
         let mut sides = Vec::with_capacity(batch.len());
-        for pair in &batch {
+        let mut committing = Vec::with_capacity(batch.len());
+        for pair in batch {
             let (Some((raw_a, a)), Some((raw_b, b))) =
                 (pool.records.remove(&pair.first), pool.records.remove(&pair.second))
             else {
-                unreachable!("a paired ticket has its record")
+                // Cannot happen (see `Pool::unpair`); should it, the pair is off and
+                // whichever side is still known goes back.
+                tracing::error!(first = %pair.first.0, second = %pair.second.0, "a paired ticket without its record");
+                continue;
             };
             let message = serde_json::to_string(&PairRecord {
                 pair: pair.clone(),
@@ -273,12 +291,14 @@ async fn commit(
             })?;
             pipe.cmd("EVALSHA")
                 .arg(scripts.pair.get_hash())
-                .arg(5)
+                .arg(7)
                 .arg(store::EPOCH)
                 .arg(store::ticket_key(pair.first))
                 .arg(store::ticket_key(pair.second))
                 .arg(store::queue_key(pair.mode))
                 .arg(store::inbox_key(&a.node))
+                .arg(store::node_key(&a.node))
+                .arg(store::node_key(&b.node))
                 .arg(&epoch_arg)
                 .arg(&raw_a)
                 .arg(&raw_b)
@@ -287,6 +307,11 @@ async fn commit(
                 .arg(message)
                 .arg(store::STREAM_MAXLEN);
             sides.push(((raw_a, a), (raw_b, b)));
+            committing.push(pair);
+        }
+        let batch = committing;
+        if batch.is_empty() {
+            continue;
         }
         let answers: Vec<String> = match pipe.query_async(con).await {
             Ok(answers) => answers,
@@ -319,4 +344,41 @@ async fn commit(
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Ticket;
+    use protocol::Mode;
+
+    fn record(n: u128, since: Millis) -> (String, TicketRecord) {
+        let session = SessionId(uuid::Uuid::from_u128(n));
+        let ticket =
+            Ticket { session, mode: Mode::Text, interests: vec![], country: None, same_country: false, avoid: vec![] };
+        let record = TicketRecord { ticket, since, node: "n".into(), seat: serde_json::Value::Null };
+        (serde_json::to_string(&record).unwrap(), record)
+    }
+
+    #[test]
+    fn a_change_to_a_side_of_an_uncommitted_pair_calls_it_off() {
+        let mut pool = Pool { matcher: Matcher::new(Config::default()), records: HashMap::new() };
+        let (a, b, c) = (record(1, 10), record(2, 20), record(3, 30));
+        let mut pending = Vec::new();
+        pending.extend(pool.put(a.0.clone(), a.1.clone(), 100));
+        pending.extend(pool.put(b.0, b.1, 100));
+        assert_eq!(pending.len(), 1, "a and b paired");
+        // a withdraws before the pair is committed: b goes back and meets c instead.
+        pool.unpair(a.1.ticket.session, &mut pending, 100);
+        pool.remove(a.1.ticket.session);
+        assert!(pending.is_empty());
+        pending.extend(pool.put(c.0, c.1, 100));
+        assert_eq!(pending.len(), 1);
+        let p = &pending[0];
+        assert_eq!((p.first, p.second), (SessionId(uuid::Uuid::from_u128(2)), SessionId(uuid::Uuid::from_u128(3))));
+        assert!(pool.records.contains_key(&p.first) && pool.records.contains_key(&p.second), "both records kept");
+        // Nobody else is mentioned: unpairing an unknown session changes nothing.
+        pool.unpair(SessionId(uuid::Uuid::from_u128(9)), &mut pending, 100);
+        assert_eq!(pending.len(), 1);
+    }
 }

@@ -33,12 +33,14 @@ use std::time::Duration;
 
 /// How long a node's heartbeat lives unless renewed (renewed every second).
 pub const NODE_TTL: Duration = Duration::from_secs(5);
-/// How long a session's owner key lives unless renewed.
-pub const OWNER_TTL: Duration = Duration::from_secs(60);
+/// How long a session's record and token live unless renewed: a little over the
+/// grace period plus a renewal interval, so a dead node's sessions stop being
+/// resumable about when their peers give up on them.
+pub const OWNER_TTL: Duration = Duration::from_secs(20);
 /// How long a waiting ticket lives unless its node renews it.
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
-/// How often a node renews its owner keys and tickets.
-pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often a node renews its session records and tickets.
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Approximate length an inbox or the ticket stream is trimmed to.
 pub const STREAM_MAXLEN: usize = 100_000;
 
@@ -149,25 +151,26 @@ return 0
 "#;
 
 /// Commits one pair, fenced: only under the current epoch, only if both tickets are
-/// still exactly the ones paired. Takes both tickets out and hands the pair to the
-/// first session's node.
-/// KEYS: epoch, first ticket, second ticket, queue, first's inbox.
+/// still exactly the ones paired and both their nodes alive. Takes both tickets out
+/// and hands the pair to the first session's node.
+/// KEYS: epoch, first ticket, second ticket, queue, first's inbox, first's node key,
+/// second's node key.
 /// ARGV: epoch, first's record, second's record, first id, second id, pair record,
 /// inbox max length.
-/// Returns `ok`, `fenced`, or `first`/`second` (that ticket is gone or changed; a
-/// gone one also leaves the queue).
+/// Returns `ok`, `fenced`, or `first`/`second` (that ticket is gone, changed, or its
+/// node is dead; one that is gone or dead also leaves the queue).
 pub const PAIR: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 'fenced'
 end
 local a = redis.call('GET', KEYS[2])
-if a ~= ARGV[2] then
-  if not a then redis.call('ZREM', KEYS[4], ARGV[4]) end
+if a ~= ARGV[2] or redis.call('EXISTS', KEYS[6]) == 0 then
+  if not a or a == ARGV[2] then redis.call('DEL', KEYS[2]); redis.call('ZREM', KEYS[4], ARGV[4]) end
   return 'first'
 end
 local b = redis.call('GET', KEYS[3])
-if b ~= ARGV[3] then
-  if not b then redis.call('ZREM', KEYS[4], ARGV[5]) end
+if b ~= ARGV[3] or redis.call('EXISTS', KEYS[7]) == 0 then
+  if not b or b == ARGV[3] then redis.call('DEL', KEYS[3]); redis.call('ZREM', KEYS[4], ARGV[5]) end
   return 'second'
 end
 redis.call('DEL', KEYS[2], KEYS[3])

@@ -210,7 +210,7 @@ impl Link {
         let (first, second) = (paired.pair.first, paired.pair.second);
         st.tickets.remove(&first);
         st.tickets.remove(&second);
-        if let Some(node) = second_node.filter(|_| !st.local.contains(&second)) {
+        if let Some(node) = second_node.filter(|_| st.local.contains(&first) && !st.local.contains(&second)) {
             // The match id is the first side's to make: set when its `Started` goes out.
             st.homes.insert(first, (second, node, MatchId(uuid::Uuid::nil())));
         }
@@ -260,6 +260,10 @@ impl Link {
             Some((session, node, snapshot)) => (Some(session), Some(Box::new(snapshot)), Some(node)),
             None => (None, None, None),
         };
+        // Envelopes for it may reach this node's inbox from now on.
+        if let Some(session) = session {
+            st.local.insert(session);
+        }
         st.claims.push_back(Resolved { conn, ip, session, at_address, imported });
         old_node.filter(|n| *n != st.node && !n.is_empty())
     }
@@ -347,7 +351,10 @@ impl LinkState {
             Some(&(m, last)) if m == env.match_id => last + 1,
             _ => 1,
         };
-        self.sent.insert(env.from, (env.match_id, seq));
+        // (A sender that is gone already sends this one last word, unnumbered.)
+        if self.local.contains(&env.from) {
+            self.sent.insert(env.from, (env.match_id, seq));
+        }
         env.shift_times(self.unix_at_zero as i64);
         let home = match self.homes.get_mut(&env.from) {
             Some((peer, node, id)) if *peer == to => {

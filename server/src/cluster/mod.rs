@@ -29,12 +29,15 @@ use protocol::{Mode, OnlineCounts};
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Pipeline};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// How often the heartbeat runs.
 const BEAT: Duration = Duration::from_secs(1);
+/// Beats in a row a node's key must be missing before it counts as dead.
+const DEAD_AFTER_MISSES: u32 = 3;
 /// Most requests the writer sends in one pipeline.
 const BATCH: usize = 512;
 /// How long an idle inbox read blocks in Redis.
@@ -70,12 +73,15 @@ pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<
     let hub = HubHandle::start_at(config, backend, epoch);
     let node_tasks = Tasks { hub: hub.clone(), link: link.clone(), node, timeout: cluster.timeout };
     // The node is alive before anything is sent to it.
-    let mut cluster_id = String::new();
-    node_tasks.beat(&mut con.clone(), &mut cluster_id).await.context("cannot register this node in Redis")?;
+    let (mut cluster_id, mut known) = (String::new(), HashMap::new());
+    node_tasks
+        .beat(&mut con.clone(), &mut cluster_id, &mut known)
+        .await
+        .context("cannot register this node in Redis")?;
     tracing::info!(node = %node_tasks.node, "cluster node up");
     tokio::spawn(node_tasks.clone().write(con.clone(), rx));
     tokio::spawn(node_tasks.clone().read(client));
-    tokio::spawn(node_tasks.heartbeat(con, cluster_id));
+    tokio::spawn(node_tasks.heartbeat(con, cluster_id, known));
     Ok((hub, link))
 }
 
@@ -182,6 +188,12 @@ impl Tasks {
             match pipe.query_async::<()>(con).await {
                 Ok(()) => {
                     outage.ok();
+                    return true;
+                }
+                // A refusal by Redis itself (a script error, out of memory) would be
+                // refused again: logged, and the batch is skipped.
+                Err(e) if !transient(&e) => {
+                    tracing::error!("Redis refused a batch of {} commands: {e}", pipe.len());
                     return true;
                 }
                 Err(e) => {
@@ -360,7 +372,7 @@ impl Tasks {
 
     /// Every second: this node's heartbeat, the cluster's counts; now and then the
     /// renewal of owner keys and tickets.
-    async fn heartbeat(self, mut con: ConnectionManager, mut cluster: String) {
+    async fn heartbeat(self, mut con: ConnectionManager, mut cluster: String, mut known: HashMap<String, u32>) {
         let mut outage = Outage { since: None };
         let mut next_renewal = Instant::now() + store::RENEW_EVERY;
         let mut tick = tokio::time::interval(BEAT);
@@ -370,7 +382,7 @@ impl Tasks {
             if self.hub.failure().is_some() {
                 return;
             }
-            let mut result = self.beat(&mut con, &mut cluster).await;
+            let mut result = self.beat(&mut con, &mut cluster, &mut known).await;
             if result.is_ok() && Instant::now() >= next_renewal {
                 result = self.renew(&mut con).await;
                 next_renewal = Instant::now() + store::RENEW_EVERY;
@@ -389,7 +401,14 @@ impl Tasks {
     /// Renews this node's key with its counts and reads the others'. Checks the
     /// cluster id against `cluster` (the one seen last; empty at first): when Redis
     /// has lost it, it lost everything, and this node writes its state back.
-    async fn beat(&self, con: &mut ConnectionManager, cluster: &mut String) -> redis::RedisResult<()> {
+    /// `known`: the other nodes seen alive, with how many beats in a row each one's
+    /// key has been missing since. Every node notices a death on its own.
+    async fn beat(
+        &self,
+        con: &mut ConnectionManager,
+        cluster: &mut String,
+        known: &mut HashMap<String, u32>,
+    ) -> redis::RedisResult<()> {
         let Ok((counts, _, _)) = self.hub.counts() else { return Ok(()) };
         let own = format!("{} {}", counts.sessions, counts.in_match);
         let [video, text] = store::queue_keys();
@@ -423,27 +442,48 @@ impl Tasks {
             }
             *cluster = id;
         }
-        let others: Vec<&String> = members.iter().filter(|m| **m != self.node).collect();
+        // The registry's members, and the nodes this one knew alive (another node may
+        // have taken a dead one out of the registry first, or Redis may have lost it).
+        let mut others: Vec<String> = members.into_iter().filter(|m| *m != self.node).collect();
+        others.extend(known.keys().filter(|k| !others.contains(k)).cloned().collect::<Vec<_>>());
         let mut total = OnlineCounts::default();
+        let mut died = Vec::new();
         if !others.is_empty() {
             let keys: Vec<String> = others.iter().map(|m| store::node_key(m)).collect();
             let beats: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(con).await?;
-            let mut dead = Vec::new();
+            let mut lapsed = Vec::new();
             for (member, beat) in others.iter().zip(beats) {
                 match beat.as_deref().and_then(parse_counts) {
                     Some(c) => {
                         total.count = total.count.saturating_add(c.count);
                         total.chatting = total.chatting.saturating_add(c.chatting);
+                        known.insert(member.clone(), 0);
                     }
-                    None => dead.push(member.as_str()),
+                    None => {
+                        lapsed.push(member.as_str());
+                        // Dead after its key stayed missing for a few beats (a Redis that
+                        // restarted empty misses every key until each node beats again).
+                        if let Some(misses) = known.get_mut(member) {
+                            *misses += 1;
+                            if *misses >= DEAD_AFTER_MISSES {
+                                died.push(member.clone());
+                            }
+                        }
+                    }
                 }
             }
-            if !dead.is_empty() {
-                tracing::info!(nodes = ?dead, "nodes whose heartbeat lapsed: removed from the registry");
-                let _: () = con.srem(store::NODES, &dead).await?;
-                if self.link.nodes_died(&dead, store::unix_ms()) {
-                    let _ = self.hub.poll_backend();
-                }
+            if !lapsed.is_empty() {
+                let _: () = con.srem(store::NODES, &lapsed).await?;
+            }
+        }
+        if !died.is_empty() {
+            tracing::info!(nodes = ?died, "nodes whose heartbeat lapsed: their sessions' peers are told");
+            for d in &died {
+                known.remove(d);
+            }
+            let died: Vec<&str> = died.iter().map(String::as_str).collect();
+            if self.link.nodes_died(&died, store::unix_ms()) {
+                let _ = self.hub.poll_backend();
             }
         }
         if self.link.orphans_expired(store::unix_ms()) {
@@ -486,6 +526,16 @@ impl Tasks {
         }
         Ok(())
     }
+}
+
+/// Whether trying again may succeed: the connection, or a Redis that is starting,
+/// busy or failing over.
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "READONLY"))
 }
 
 fn xadd_ticket(pipe: &mut Pipeline, fields: &[(&str, &str)]) {

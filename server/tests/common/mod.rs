@@ -259,8 +259,22 @@ impl Client {
 
     /// The next message, `online` pushes included.
     pub async fn recv_any(&mut self) -> ServerMsg {
+        self.recv_any_within(WAIT).await
+    }
+
+    /// [`Client::recv`] with its own deadline.
+    pub async fn recv_within(&mut self, wait: Duration) -> ServerMsg {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = self.recv_any_within(wait).await;
+            if !matches!(msg, ServerMsg::Online(_)) {
+                return msg;
+            }
+        }
+    }
+
+    async fn recv_any_within(&mut self, wait: Duration) -> ServerMsg {
+        loop {
+            let frame = tokio::time::timeout(wait, self.ws.next())
                 .await
                 .expect("a message arrives in time")
                 .expect("the socket is open")

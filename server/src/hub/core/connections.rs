@@ -10,18 +10,18 @@ use protocol::{ErrorCode, LeftReason, ResumeToken, ServerMsg, SessionId, close};
 impl HubCore {
     /// The directory answered for a new socket: resume its session or start one.
     pub(super) fn resolved(&mut self, r: Resolved) {
+        // A session another node held comes back to life here first, as one that is
+        // away: should its socket have closed meanwhile (or the resume be refused),
+        // it waits out its grace period here for the next try.
+        if let (Some(sid), Some(snapshot)) = (r.session, r.imported)
+            && self.sessions.get(sid).is_none()
+        {
+            self.import(sid, *snapshot, r.conn);
+        }
         let Some((ip, country)) = self.sessions.take_pending(r.conn) else {
             return; // closed before its welcome
         };
         let (now, rate, cap) = (self.now, self.config.resume_rate, self.config.max_sessions_per_ip);
-        // A session another node held comes back to life here first.
-        let imported = match (r.session, r.imported) {
-            (Some(sid), Some(snapshot)) if self.sessions.get(sid).is_none() => {
-                self.import(sid, *snapshot);
-                true
-            }
-            _ => false,
-        };
         if let Some(sid) = r.session.filter(|&s| self.sessions.get(s).is_some()) {
             let session = self.sessions.get_mut(sid).expect("filtered above");
             if !session.resumes.spend(rate, now) {
@@ -43,9 +43,6 @@ impl HubCore {
                 self.expire(oldest);
             }
             self.attach(sid, r.conn, ip);
-            if imported {
-                self.rejoin(sid);
-            }
             if let Some(session) = self.sessions.get_mut(sid) {
                 session.country = country;
             }
@@ -66,25 +63,21 @@ impl HubCore {
         self.welcome(sid, false);
     }
 
-    /// Takes in a session another node held (it drained or died), as if it had been
-    /// away: the resume that follows attaches the new socket.
-    fn import(&mut self, sid: SessionId, snapshot: crate::hub::snapshot::Snapshot) {
-        let session = snapshot.into_session();
+    /// Takes in a session another node held (it drained or died) as one away within
+    /// its grace period, under the token it was claimed with; the resume that follows
+    /// attaches `conn` (and, in a match, starts a new negotiation with the peer).
+    fn import(&mut self, sid: SessionId, snapshot: crate::hub::snapshot::Snapshot, conn: ConnId) {
+        let (token, ip) = (snapshot.token.clone(), snapshot.ip);
+        let mut session = snapshot.into_session();
         if matches!(session.state, State::Matched(_)) {
             self.chatting += 1;
         }
+        session.conn = Some(conn);
         self.sessions.insert(sid, session);
+        let until = self.now + self.config.grace.as_millis() as Millis;
+        self.sessions.detach(conn, until);
+        self.request(Request::Register { session: sid, token, ip });
         self.metric(Metric::Imported);
-    }
-
-    /// An imported session in a match starts a new negotiation with its peer, as one
-    /// coming back from its grace period does (`attach`).
-    fn rejoin(&mut self, sid: SessionId) {
-        if let Some(side) = self.sessions.get_mut(sid).and_then(Session::current_match_mut) {
-            side.generation += 1;
-            let (peer, id, generation) = (side.peer, side.id, side.generation);
-            self.forward(peer, sid, id, Body::Back { generation });
-        }
     }
 
     /// Another node resumed `sid`: it is dropped here without ending its match or
