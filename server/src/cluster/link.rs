@@ -10,7 +10,7 @@
 
 use crate::hub::backend::{Bus, Directory, Entry, Matchmaking, MemoryDirectory, Paired, Resolved, Seat};
 use crate::hub::model::{Body, ConnId, Envelope, Parting};
-use crate::hub::snapshot::Snapshot;
+use crate::hub::snapshot::{Saved, Snapshot};
 use matcher::store::{PairRecord, TicketRecord};
 use matcher::{Avoid, Millis, Ticket};
 use protocol::{LeftReason, MatchId, Mode, ResumeToken, SessionId};
@@ -236,14 +236,15 @@ impl Link {
     }
 
     /// The answer to a [`Op::Claim`]: the session (its id, the node that held it, its
-    /// state) if the token named one. Returns the node to tell, if another held it.
+    /// state) if the token named one. Returns the node to tell, if another held it,
+    /// and the session's peer and match, if it is in one (see [`Link::peer_found`]).
     pub fn claimed(
         &self,
         conn: ConnId,
         ip: IpAddr,
         at_address: usize,
         found: Option<(SessionId, String, String)>,
-    ) -> Option<String> {
+    ) -> (Option<String>, Option<(SessionId, MatchId)>) {
         let mut st = self.lock();
         let shift = -(st.unix_at_zero as i64);
         let taken = found.and_then(|(session, node, state)| match serde_json::from_str::<Snapshot>(&state) {
@@ -264,8 +265,39 @@ impl Link {
         if let Some(session) = session {
             st.local.insert(session);
         }
+        let peer = match imported.as_deref().map(|s| &s.state) {
+            Some(&Saved::Matched { id, peer, .. }) => Some((peer, id)),
+            _ => None,
+        };
         st.claims.push_back(Resolved { conn, ip, session, at_address, imported });
-        old_node.filter(|n| *n != st.node && !n.is_empty())
+        (old_node.filter(|n| *n != st.node && !n.is_empty()), peer)
+    }
+
+    /// Where the peer of `me`, a session just resumed here in match `id`, lives (its
+    /// node, if its record still names one) and whether that node is alive. A peer
+    /// whose node is gone gets the grace period to resume elsewhere, as after a death
+    /// seen by the heartbeat; `me` is told its peer is reconnecting meanwhile.
+    pub fn peer_found(
+        &self,
+        me: SessionId,
+        peer: SessionId,
+        id: MatchId,
+        node: Option<String>,
+        alive: bool,
+        now: Millis,
+    ) {
+        let mut st = self.lock();
+        if st.local.contains(&peer) {
+            return;
+        }
+        if let Some(node) = node.filter(|n| *n != st.node) {
+            st.homes.insert(me, (peer, node, id));
+        }
+        if !alive {
+            let until = now + st.grace_ms;
+            st.orphans.insert(me, (peer, id, until));
+            st.deliveries.push_back((me, Envelope { from: peer, match_id: id, body: Body::Away }));
+        }
     }
 
     /// Resolves once everything asked of Redis so far has been written (a node that
@@ -612,6 +644,41 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].0, other);
         assert!(ended[0].1.starts_with("Left"));
+    }
+
+    #[test]
+    fn a_session_resumed_here_whose_peers_node_is_gone_waits_the_grace_period() {
+        let (ops, _sent) = tokio::sync::mpsc::unbounded_channel();
+        let link = Link::new("n1".into(), 1_000, 15_000, ops);
+        let (me, peer, m) = (sid(1), sid(2), MatchId(uuid::Uuid::from_u128(3)));
+        let mut session = crate::hub::model::Session::new(
+            ResumeToken(uuid::Uuid::from_u128(4)),
+            ConnId(1),
+            "127.0.0.1".parse().unwrap(),
+        );
+        session.state = crate::hub::model::State::Matched(Box::new(crate::hub::model::Side {
+            id: m,
+            peer,
+            peer_ip: "127.0.0.1".parse().unwrap(),
+            role: protocol::Role::Offerer,
+            common_interests: vec![],
+            peer_country: None,
+            generation: 0,
+            ready_by: None,
+            refresh_at: None,
+        }));
+        let state = serde_json::to_string(&Snapshot::of(&session)).unwrap();
+        let (old, matched) = link.claimed(ConnId(9), "127.0.0.1".parse().unwrap(), 0, Some((me, "n0".into(), state)));
+        assert_eq!(old.as_deref(), Some("n0"), "the old node is told");
+        assert_eq!(matched, Some((peer, m)));
+        let mut dir = LinkDirectory(link.clone());
+        assert!(dir.poll_resolved().is_some_and(|r| r.session == Some(me) && r.imported.is_some()));
+        link.peer_found(me, peer, m, Some("n0".into()), false, 100_000);
+        let mut bus = LinkBus(link.clone());
+        assert_eq!(texts(&mut bus), vec!["Away".to_string()]);
+        assert!(!link.orphans_expired(114_999));
+        assert!(link.orphans_expired(115_000));
+        assert_eq!(texts(&mut bus), vec!["left:Disconnected".to_string()]);
     }
 
     #[test]

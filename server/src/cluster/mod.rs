@@ -152,11 +152,20 @@ impl Tasks {
                         let found = found
                             .and_then(|(sid, node, state)| Some((protocol::SessionId(sid.parse().ok()?), node, state)));
                         let session = found.as_ref().map(|f| f.0);
-                        if let Some(old) = self.link.claimed(conn, ip, at_address, found)
-                            && let Some(session) = session
-                        {
+                        let (old, matched) = self.link.claimed(conn, ip, at_address, found);
+                        if let (Some(old), Some(session)) = (old, session) {
                             tracing::info!(session = %session.0, from = %old, "resuming a session another node held");
                             self.add(&mut pipe, Op::Evict { node: old, session });
+                        }
+                        if let (Some((peer, id)), Some(session)) = (matched, session) {
+                            // Is its peer still somewhere? (On an error, assume so: the
+                            // match then ends only by the usual ways.)
+                            let node: Option<String> = con.hget(store::session_key(peer), "node").await.unwrap_or(None);
+                            let alive = match &node {
+                                Some(n) => con.exists(store::node_key(n)).await.unwrap_or(true),
+                                None => false,
+                            };
+                            self.link.peer_found(session, peer, id, node, alive, store::unix_ms());
                         }
                         if self.hub.poll_backend().is_err() {
                             return;
