@@ -300,11 +300,16 @@ impl Link {
         }
     }
 
+    /// Queues `op` for the writer, after everything asked so far.
+    pub fn send(&self, op: Op) {
+        self.lock().op(op);
+    }
+
     /// Resolves once everything asked of Redis so far has been written (a node that
     /// stops waits for this, so its last envelopes and states are not lost).
     pub async fn flush(&self) {
         let (done, flushed) = tokio::sync::oneshot::channel();
-        self.lock().op(Op::Flush(done));
+        self.send(Op::Flush(done));
         let _ = flushed.await;
     }
 

@@ -4,7 +4,8 @@
 //! service pairs. Each node runs three tasks beside its hub:
 //! - the **writer** carries out the hub's requests ([`link::Op`]) in order, in
 //!   pipelines, retrying a batch that failed on a broken connection (delivery is
-//!   numbered, so a repeat is dropped by the receiver);
+//!   numbered, so a repeat is dropped by the receiver); claims of sessions another
+//!   node held run beside it, each in its own task;
 //! - the **reader** follows this node's inbox stream from the last id it saw, so a
 //!   short Redis outage loses nothing, and hands envelopes and pairs to the hub;
 //! - the **heartbeat** renews this node's key every second with its counts, reads the
@@ -129,47 +130,10 @@ impl Tasks {
             let mut pipe = redis::pipe();
             for op in batch.drain(..) {
                 match op {
-                    // A claim's answer is needed: what went before it goes first.
+                    // Off the writer's path: a stream of tokens this node does not
+                    // know (each one a round trip) must not hold up relayed messages.
                     Op::Claim { conn, ip, token, at_address } => {
-                        if !self.run(&mut con, &pipe, &mut outage).await {
-                            return;
-                        }
-                        pipe = redis::pipe();
-                        let claim = redis::Script::new(store::CLAIM);
-                        let mut invocation = claim.key(store::token_key(&token.0.to_string()));
-                        invocation.arg(&self.node).arg(store::SESSION_PREFIX);
-                        let found: Option<(String, String, String)> = loop {
-                            match invocation.invoke_async(&mut con).await {
-                                Ok(found) => break found,
-                                Err(e) => {
-                                    if outage.failed("resuming", &e, self.timeout) {
-                                        return self.give_up("resuming");
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                            }
-                        };
-                        let found = found
-                            .and_then(|(sid, node, state)| Some((protocol::SessionId(sid.parse().ok()?), node, state)));
-                        let session = found.as_ref().map(|f| f.0);
-                        let (old, matched) = self.link.claimed(conn, ip, at_address, found);
-                        if let (Some(old), Some(session)) = (old, session) {
-                            tracing::info!(session = %session.0, from = %old, "resuming a session another node held");
-                            self.add(&mut pipe, Op::Evict { node: old, session });
-                        }
-                        if let (Some((peer, id)), Some(session)) = (matched, session) {
-                            // Is its peer still somewhere? (On an error, assume so: the
-                            // match then ends only by the usual ways.)
-                            let node: Option<String> = con.hget(store::session_key(peer), "node").await.unwrap_or(None);
-                            let alive = match &node {
-                                Some(n) => con.exists(store::node_key(n)).await.unwrap_or(true),
-                                None => false,
-                            };
-                            self.link.peer_found(session, peer, id, node, alive, store::unix_ms());
-                        }
-                        if self.hub.poll_backend().is_err() {
-                            return;
-                        }
+                        tokio::spawn(self.clone().claim(con.clone(), conn, ip, token, at_address));
                     }
                     Op::Flush(done) => {
                         if !self.run(&mut con, &pipe, &mut outage).await {
@@ -185,6 +149,51 @@ impl Tasks {
                 return;
             }
         }
+    }
+
+    /// Takes a session over through `token` (see [`Op::Claim`]) and hands the answer
+    /// to the hub; tells the node that held it, and notes whether its peer is alive.
+    async fn claim(
+        self,
+        mut con: ConnectionManager,
+        conn: crate::hub::ConnId,
+        ip: std::net::IpAddr,
+        token: protocol::ResumeToken,
+        at_address: usize,
+    ) {
+        let mut outage = Outage { since: None };
+        let claim = redis::Script::new(store::CLAIM);
+        let mut invocation = claim.key(store::token_key(&token.0.to_string()));
+        invocation.arg(&self.node).arg(store::SESSION_PREFIX);
+        let found: Option<(String, String, String)> = loop {
+            match invocation.invoke_async(&mut con).await {
+                Ok(found) => break found,
+                Err(e) => {
+                    if outage.failed("resuming", &e, self.timeout) {
+                        return self.give_up("resuming");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let found = found.and_then(|(sid, node, state)| Some((protocol::SessionId(sid.parse().ok()?), node, state)));
+        let session = found.as_ref().map(|f| f.0);
+        let (old, matched) = self.link.claimed(conn, ip, at_address, found);
+        if let (Some(old), Some(session)) = (old, session) {
+            tracing::info!(session = %session.0, from = %old, "resuming a session another node held");
+            self.link.send(Op::Evict { node: old, session });
+        }
+        if let (Some((peer, id)), Some(session)) = (matched, session) {
+            // Is its peer still somewhere? (On an error, assume so: the match then
+            // ends only by the usual ways.)
+            let node: Option<String> = con.hget(store::session_key(peer), "node").await.unwrap_or(None);
+            let alive = match &node {
+                Some(n) => con.exists(store::node_key(n)).await.unwrap_or(true),
+                None => false,
+            };
+            self.link.peer_found(session, peer, id, node, alive, store::unix_ms());
+        }
+        let _ = self.hub.poll_backend();
     }
 
     /// Runs `pipe` until it goes through; false once Redis has been unreachable for
@@ -268,33 +277,9 @@ impl Tasks {
             }
             // The hot path: a plain XADD, no script. The inbox's expiry is its owner's
             // to renew; a dead node's gets envelopes only until its peers learn it died.
-            Op::ForwardTo { node, to, wire } => {
-                pipe.cmd("XADD")
-                    .arg(store::inbox_key(&node))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(store::STREAM_MAXLEN)
-                    .arg("*")
-                    .arg(field::KIND)
-                    .arg("env")
-                    .arg(field::TO)
-                    .arg(to.0.to_string())
-                    .arg(field::DATA)
-                    .arg(wire)
-                    .ignore();
-            }
+            Op::ForwardTo { node, to, wire } => xadd_inbox(pipe, &node, "env", to, Some(&wire)),
             Op::Evict { node, session } => {
-                pipe.cmd("XADD")
-                    .arg(store::inbox_key(&node))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(store::STREAM_MAXLEN)
-                    .arg("*")
-                    .arg(field::KIND)
-                    .arg("evict")
-                    .arg(field::TO)
-                    .arg(session.0.to_string())
-                    .ignore();
+                xadd_inbox(pipe, &node, "evict", session, None);
                 // The node may be dead: its inbox must not outlive it.
                 pipe.pexpire(store::inbox_key(&node), ttl as i64).ignore();
             }
@@ -311,7 +296,7 @@ impl Tasks {
                 pipe.zrem(&video, &sid).ignore().zrem(&text, &sid).ignore();
                 xadd_ticket(pipe, &[(field::OP, "del"), (field::SESSION, &sid)]);
             }
-            Op::Claim { .. } | Op::Flush(_) => unreachable!("claims and flushes run on their own"),
+            Op::Claim { .. } | Op::Flush(_) => unreachable!("the writer handles claims and flushes itself"),
         }
     }
 
@@ -545,6 +530,18 @@ fn transient(e: &redis::RedisError) -> bool {
         || e.is_timeout()
         || e.is_connection_refusal()
         || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "READONLY"))
+}
+
+/// Appends an entry for session `to` to `node`'s inbox. The hot path of relaying: a
+/// plain XADD, no script. The inbox's expiry is its owner's to renew; a dead node's
+/// gets entries only until its peers learn it died.
+fn xadd_inbox(pipe: &mut Pipeline, node: &str, kind: &str, to: protocol::SessionId, data: Option<&str>) {
+    let cmd = pipe.cmd("XADD").arg(store::inbox_key(node)).arg("MAXLEN").arg("~").arg(store::STREAM_MAXLEN).arg("*");
+    cmd.arg(field::KIND).arg(kind).arg(field::TO).arg(to.0.to_string());
+    if let Some(data) = data {
+        cmd.arg(field::DATA).arg(data);
+    }
+    cmd.ignore();
 }
 
 fn xadd_ticket(pipe: &mut Pipeline, fields: &[(&str, &str)]) {
