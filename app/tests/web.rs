@@ -201,6 +201,35 @@ mod state_machine {
             online: OnlineCounts { count: 2, chatting: 0 },
             relay: false,
             country: None,
+            moderation: None,
+        }
+    }
+
+    /// A `welcome` from a server that moderates video, with or without the gate.
+    fn moderated_welcome(resumed: bool, gate: bool) -> ServerMsg {
+        let ServerMsg::Welcome {
+            protocol, session_id, resume_token, resumed, ice_servers, online, relay, country, ..
+        } = welcome(resumed)
+        else {
+            unreachable!()
+        };
+        let moderation = Some(protocol::Moderation {
+            path: "/moderation/frame".into(),
+            size: 224,
+            first_ms: 800,
+            every_ms: [1_500, 2_500],
+            gate,
+        });
+        ServerMsg::Welcome {
+            protocol,
+            session_id,
+            resume_token,
+            resumed,
+            ice_servers,
+            online,
+            relay,
+            country,
+            moderation,
         }
     }
 
@@ -284,6 +313,7 @@ mod state_machine {
             online,
             relay,
             country,
+            moderation: None,
         });
         assert_eq!(e.link.country.get_untracked().as_deref(), Some("DE"));
         let with_country = |id, country: &str| match matched(id, &[]) {
@@ -547,5 +577,81 @@ mod state_machine {
         assert!(!input.disabled());
         assert!(e.say("back"));
         assert_eq!(texts(&e, Author::Me), vec!["back"]);
+    }
+
+    #[wasm_bindgen_test]
+    fn a_flagged_stranger_stays_hidden_until_shown_anyway_and_the_next_match_starts_clear() {
+        use app::engine::{Outcome, Veil};
+        use protocol::FrameOf;
+        let e = engine();
+        e.apply(moderated_welcome(false, false));
+        assert!(e.moderation.plan.get_untracked().is_some(), "the plan comes with welcome");
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(31, &[]));
+        let this = Some(MatchId(Uuid::from_u128(31)));
+        // Clean and unjudged frames, our own frames and verdicts about another match
+        // change nothing.
+        e.frame_judged(FrameOf::Peer, this, Outcome::Clean);
+        e.frame_judged(FrameOf::Peer, this, Outcome::Unjudged);
+        e.frame_judged(FrameOf::Peer, Some(MatchId(Uuid::from_u128(30))), Outcome::Flagged);
+        e.frame_judged(FrameOf::Own, this, Outcome::Flagged);
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Clear);
+
+        e.frame_judged(FrameOf::Peer, this, Outcome::Flagged);
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Hidden { reported: false });
+        // Report on the veil is the usual report.
+        e.report_hidden();
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Hidden { reported: true });
+        assert!(texts(&e, Author::System).iter().any(|t| t == "Thanks. Your report was sent."));
+        e.show_anyway();
+        e.frame_judged(FrameOf::Peer, this, Outcome::Flagged);
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::ShownAnyway, "shown for the rest of the match");
+
+        // The stranger is banned: said plainly, and the veil goes with the match.
+        e.apply(ServerMsg::PeerLeft { match_id: MatchId(Uuid::from_u128(31)), reason: LeftReason::Banned });
+        assert_eq!(e.chat.phase.get_untracked(), Phase::PeerLeft(LeftReason::Banned));
+        assert_eq!(
+            texts(&e, Author::System).last().map(String::as_str),
+            Some("Stranger was removed for breaking the rules.")
+        );
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Clear);
+        e.next();
+        e.apply(matched(32, &[]));
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Clear);
+        e.frame_judged(FrameOf::Peer, this, Outcome::Flagged);
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Clear, "a verdict about the last match is too late");
+        e.frame_judged(FrameOf::Peer, Some(MatchId(Uuid::from_u128(32))), Outcome::Flagged);
+        assert!(e.moderation.veil.get_untracked().hides());
+        e.stop();
+        assert_eq!(e.moderation.veil.get_untracked(), Veil::Clear);
+    }
+
+    #[wasm_bindgen_test]
+    fn the_gate_wants_one_clean_frame_of_ours_per_session() {
+        use app::engine::Outcome;
+        use protocol::FrameOf;
+        let e = engine();
+        e.apply(moderated_welcome(false, false));
+        // Video asks for the camera first (in the background); the server queues us.
+        e.start(Preferences::new(Mode::Video));
+        e.apply(ServerMsg::Queued { mode: Mode::Video });
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Waiting);
+        assert!(!e.gate_frame_wanted(), "no gate in the plan");
+
+        // A new session on a server with the gate: queued again, and a frame is wanted.
+        e.apply(moderated_welcome(false, true));
+        assert_eq!(e.chat.phase.get_untracked(), Phase::Waiting);
+        assert!(e.gate_frame_wanted());
+        e.frame_judged(FrameOf::Own, None, Outcome::Unjudged);
+        e.frame_judged(FrameOf::Own, None, Outcome::Flagged);
+        assert!(e.gate_frame_wanted(), "sent again until one is clean");
+        e.frame_judged(FrameOf::Own, None, Outcome::Clean);
+        assert!(!e.gate_frame_wanted(), "passed");
+        e.apply(moderated_welcome(true, true));
+        assert!(!e.gate_frame_wanted(), "a resume keeps it");
+        e.apply(moderated_welcome(false, true));
+        assert!(e.gate_frame_wanted(), "a new session starts over");
+        e.stop();
+        assert!(!e.gate_frame_wanted(), "only while queued");
     }
 }

@@ -18,14 +18,18 @@ const FLAGS = [
 
 /**
  * Launches one Chromium process (its own profile directory). `fakeDevices`: a fake
- * camera and microphone (otherwise the machine's, i.e. none here).
+ * camera and microphone (otherwise the machine's, i.e. none here). `cameraFile`: a
+ * Y4M (or MJPEG) file the fake camera plays in a loop instead of its own picture
+ * (see `y4m.mjs`); this browser only.
  */
-export async function launch({ extraArgs = [], fakeDevices = true } = {}) {
+export async function launch({ extraArgs = [], fakeDevices = true, cameraFile } = {}) {
+  if (cameraFile && !fakeDevices) throw new Error('a camera file needs the fake devices');
   const profile = mkdtempSync(path.join(os.tmpdir(), 'letsmeet-e2e-'));
+  const camera = cameraFile ? [`--use-file-for-fake-video-capture=${cameraFile}`] : [];
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: [...FLAGS, ...(fakeDevices ? ['--use-fake-device-for-media-stream'] : []), ...extraArgs],
+    args: [...FLAGS, ...(fakeDevices ? ['--use-fake-device-for-media-stream', ...camera] : []), ...extraArgs],
     viewport: { width: 1280, height: 800 },
   });
   const problems = [];

@@ -29,8 +29,24 @@ export function accepts(port) {
 }
 
 /**
+ * The value of a Prometheus counter or gauge in `text` (a /metrics answer): the sum of
+ * its series whose labels include `labels` (0 when there is none).
+ */
+export function metricValue(text, name, labels = {}) {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/**
  * Runs `target/release/server` (or $LETSMEET_SERVER_BIN) serving `target/site`.
- * Extra flags go in `args`; `port` restarts a server where an earlier one ran.
+ * Extra flags go in `args`; `port` restarts a server where an earlier one ran. Its
+ * metrics listener is on a free loopback port too (`metricsUrl`, `metrics()`).
  * Resolves once /healthz answers (with `healthy: false`, once the port accepts: a
  * node behind a balancer answers its own address only after a PROXY header).
  */
@@ -39,7 +55,8 @@ export async function startServer({ args = [], env = {}, port: fixedPort, health
   if (!existsSync(bin)) throw new Error(`${bin} is missing: build the site first (cargo leptos build --release)`);
   const port = fixedPort ?? await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--metrics-bind', '127.0.0.1:0', ...args], {
+  const metricsUrl = `http://127.0.0.1:${await freePort()}`;
+  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--metrics-bind', metricsUrl.slice('http://'.length), ...args], {
     cwd: root,
     env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'), LETSMEET_LOG: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -63,9 +80,16 @@ export async function startServer({ args = [], env = {}, port: fixedPort, health
   return {
     url,
     port,
+    metricsUrl,
     pid: child.pid,
     async health() {
       return (await fetch(`${url}/healthz`)).json();
+    },
+    /** The Prometheus text of `GET /metrics` on the metrics listener. */
+    async metrics() {
+      const res = await fetch(`${metricsUrl}/metrics`);
+      if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+      return res.text();
     },
     async stop() {
       if (exited) return exited;

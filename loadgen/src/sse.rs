@@ -901,6 +901,7 @@ mod tests {
                                 online: OnlineCounts::default(),
                                 relay: false,
                                 country: None,
+                                moderation: None,
                             },
                             ClientMsg::Chat { match_id, text } => {
                                 s.texts.push(text.clone());

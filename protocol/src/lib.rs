@@ -24,7 +24,8 @@ pub mod sse;
 pub use codec::DecodeError;
 pub use ids::{MatchId, ResumeToken, SessionId};
 pub use messages::{
-    ClientMsg, ErrorCode, IceServer, LeftReason, OnlineCounts, ReportReason, Role, ServerMsg, SignalPayload,
+    ClientMsg, ErrorCode, FrameOf, FrameVerdict, IceServer, LeftReason, Moderation, OnlineCounts, ReportReason, Role,
+    ServerMsg, SignalPayload,
 };
 pub use prefs::{Mode, PrefError, Preferences};
 

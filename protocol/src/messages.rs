@@ -103,6 +103,11 @@ pub enum ServerMsg {
         /// unknown. An addition to version 1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         country: Option<String>,
+        /// How this client samples video frames for moderation, when the server
+        /// moderates (see [`Moderation`]). Absent: send no frames. An addition to
+        /// version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        moderation: Option<Moderation>,
     },
     /// Waiting for a partner.
     Queued { mode: Mode },
@@ -290,4 +295,47 @@ impl ServerMsg {
     pub fn error(code: ErrorCode, message: impl Into<String>, match_id: Option<MatchId>) -> Self {
         ServerMsg::Error { code, message: message.into(), match_id }
     }
+}
+
+/// Frame sampling for moderation, announced in `welcome`. A video client captures a
+/// frame of its own camera (and of the stranger's video) at random times, scales the
+/// centre square to `size`×`size`, encodes it as JPEG and POSTs it to `path` with its
+/// resume token (`Authorization: Bearer …`); `?of=self`, or `?of=peer&match_id=…`.
+/// The answer is a [`FrameVerdict`]. Frames are classified and dropped: never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moderation {
+    /// Where frames go (same origin), e.g. `/moderation/frame`.
+    pub path: String,
+    /// Side of the square JPEG, in pixels.
+    pub size: u32,
+    /// The first frame of each match (and the one before a video user is first
+    /// paired) is taken within this many milliseconds.
+    pub first_ms: u32,
+    /// Later frames come a random time between these apart, in milliseconds.
+    pub every_ms: [u32; 2],
+    /// A video user's own first frame is checked before they can be paired: send one
+    /// as soon as the camera runs, before or right after `join`.
+    pub gate: bool,
+}
+
+/// Whose video a sampled frame shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameOf {
+    /// The sender's own camera.
+    #[serde(rename = "self")]
+    Own,
+    /// The stranger's incoming video.
+    Peer,
+}
+
+/// The answer to a sampled frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameVerdict {
+    /// The frame broke the rules. For a stranger's frame: blur their video (the user
+    /// may choose to show it anyway) and offer to report.
+    pub flagged: bool,
+    /// The frame was not classified (the server was busy); nothing to do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }

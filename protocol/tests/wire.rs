@@ -135,6 +135,7 @@ fn server_messages_have_the_documented_shapes() {
             online: OnlineCounts { count: 3, chatting: 2 },
             relay: false,
             country: None,
+            moderation: None,
         },
         &format!(
             r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":false,
@@ -142,6 +143,44 @@ fn server_messages_have_the_documented_shapes() {
               {{"urls":["turn:turn.example.org:3478?transport=udp"],"username":"1700000000:abc","credential":"c2VjcmV0"}}],
             "online":{{"count":3,"chatting":2}},"relay":false}}"#
         ),
+    );
+    // With moderation: how and where to send sampled frames.
+    server_golden(
+        ServerMsg::Welcome {
+            protocol: 1,
+            session_id: S.parse().unwrap(),
+            resume_token: ResumeToken::parse(T).unwrap(),
+            resumed: false,
+            ice_servers: vec![],
+            online: OnlineCounts { count: 1, chatting: 0 },
+            relay: false,
+            country: None,
+            moderation: Some(protocol::Moderation {
+                path: "/moderation/frame".into(),
+                size: 224,
+                first_ms: 4000,
+                every_ms: [10_000, 30_000],
+                gate: true,
+            }),
+        },
+        &format!(
+            r#"{{"type":"welcome","protocol":1,"session_id":"{S}","resume_token":"{T}","resumed":false,
+            "ice_servers":[],"online":{{"count":1,"chatting":0}},"relay":false,
+            "moderation":{{"path":"/moderation/frame","size":224,"first_ms":4000,"every_ms":[10000,30000],"gate":true}}}}"#
+        ),
+    );
+    // The answer to a frame, and whose frame it is.
+    assert_eq!(
+        serde_json::to_string(&protocol::FrameVerdict { flagged: true, skipped: false }).unwrap(),
+        r#"{"flagged":true}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<protocol::FrameVerdict>(r#"{"flagged":false,"skipped":true}"#).unwrap(),
+        protocol::FrameVerdict { flagged: false, skipped: true }
+    );
+    assert_eq!(
+        serde_json::to_string(&[protocol::FrameOf::Own, protocol::FrameOf::Peer]).unwrap(),
+        r#"["self","peer"]"#
     );
     // A welcome from before the `relay` field still decodes.
     let old = format!(

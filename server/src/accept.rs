@@ -7,10 +7,14 @@
 //! does not finish its request header in time (including an idle keep-alive
 //! connection) is closed by hyper.
 //!
+//! A connection from a banned address ([`crate::bans`]) is closed at accept, before
+//! a byte of it is read: no TLS, HTTP or WebSocket work is spent on it.
+//!
 //! A connection from a trusted load balancer (`--trusted-proxies`) first gives its
-//! PROXY v2 header ([`crate::proxy`]): the cap, and everything after, then apply to
-//! the client's address in it.
+//! PROXY v2 header ([`crate::proxy`]): the ban check, the cap, and everything after,
+//! then apply to the client's address in it.
 
+use crate::bans::Bans;
 use crate::limits::{ConnLimits, ConnPermit, client_key};
 use crate::proxy::{self, TrustedProxies};
 use axum::Router;
@@ -44,6 +48,8 @@ pub struct AcceptPolicy {
     pub header_timeout: Duration,
     /// Load balancers whose PROXY headers name the client.
     pub proxies: TrustedProxies,
+    /// Addresses refused at accept.
+    pub bans: Arc<Bans>,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then lets requests in
@@ -72,11 +78,16 @@ pub async fn serve(
                 }
             },
         };
-        let conn = || Conn { router: router.clone(), header_timeout: policy.header_timeout, stop: stop_rx.clone() };
+        let conn = || Conn {
+            router: router.clone(),
+            header_timeout: policy.header_timeout,
+            stop: stop_rx.clone(),
+            bans: policy.bans.clone(),
+        };
         if policy.proxies.trusts(peer.ip()) {
             // The balancer's connection: the client's address is in its PROXY header,
             // read in the connection's own task so that a slow one holds up no one.
-            let (limits, conn) = (policy.limits.clone(), conn());
+            let (limits, bans, conn) = (policy.limits.clone(), policy.bans.clone(), conn());
             connections.spawn(async move {
                 let mut tcp = tcp;
                 let client = match proxy::read_header(&mut tcp).await {
@@ -86,11 +97,11 @@ pub async fn serve(
                         return tracing::debug!(%peer, "closed: {e}");
                     }
                 };
-                if let Some(permit) = admit(&limits, client) {
+                if let Some(permit) = admit(&limits, &bans, client) {
                     conn.serve(tcp, client, permit).await;
                 }
             });
-        } else if let Some(permit) = admit(&policy.limits, peer) {
+        } else if let Some(permit) = admit(&policy.limits, &policy.bans, peer) {
             // A refused connection costs no clone of the router.
             connections.spawn(conn().serve(tcp, peer, permit));
         }
@@ -103,9 +114,14 @@ pub async fn serve(
     }
 }
 
-/// A slot under `client`'s cap, or `None` (the connection is then closed before a
-/// byte of HTTP is read).
-fn admit(limits: &ConnLimits, client: SocketAddr) -> Option<ConnPermit> {
+/// A slot under `client`'s cap, or `None` when it is banned or over its cap (the
+/// connection is then closed before a byte of HTTP is read).
+fn admit(limits: &ConnLimits, bans: &Bans, client: SocketAddr) -> Option<ConnPermit> {
+    if bans.check(client.ip(), crate::bans::unix_ms()).is_some() {
+        metrics::counter!(crate::metrics::BANNED_REFUSED).increment(1);
+        tracing::debug!(%client, "closed at accept: banned");
+        return None;
+    }
     let permit = limits.acquire(client_key(client.ip())).ok();
     if permit.is_none() {
         metrics::counter!(crate::metrics::REFUSED_CONNECTIONS).increment(1);
@@ -118,6 +134,10 @@ struct Conn {
     router: Router,
     header_timeout: Duration,
     stop: watch::Receiver<()>,
+    /// A connection whose address is banned while it is open is closed at once
+    /// (keep-alive page connections included; its WebSocket is closed by the hub
+    /// with 4003 first).
+    bans: Arc<Bans>,
 }
 
 impl Conn {
@@ -151,19 +171,37 @@ impl Conn {
             .serve_connection(io, service)
             .with_upgrades();
         let mut conn = std::pin::pin!(conn);
-        tokio::select! {
-            done = conn.as_mut() => {
-                if let Err(e) = done {
-                    tracing::trace!(%client, "connection ended: {e}");
+        let mut added = self.bans.watch();
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::trace!(%client, "connection ended: {e}");
+                    }
+                    return;
                 }
-            }
-            _ = stop.changed() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                    return;
+                }
+                Ok(()) = added.changed() => {
+                    if self.bans.check(client.ip(), crate::bans::unix_ms()).is_some() {
+                        // A WebSocket gets a moment for the hub's `banned` and 4003 to
+                        // go out before the connection is cut.
+                        tokio::time::sleep(BANNED_LINGER).await;
+                        tracing::debug!(%client, "connection closed: its address was banned");
+                        return;
+                    }
+                }
             }
         }
     }
 }
+
+/// How long a connection whose address was just banned stays open (for the hub's
+/// `banned` message and close frame to leave on its WebSocket).
+const BANNED_LINGER: Duration = Duration::from_millis(500);
 
 /// Requests one connection may make per second on average...
 const REQUESTS_PER_SEC: u64 = 20;

@@ -143,8 +143,76 @@ pub struct Config {
     pub threads: Option<u16>,
 
     /// Seconds a report counts against the reported address, then it expires.
-    #[arg(long, env = "LETSMEET_REPORT_WINDOW_SECS", default_value_t = 3600.0, value_parser = positive_secs)]
+    #[arg(long, env = "LETSMEET_REPORT_WINDOW_SECS", default_value_t = 600.0, value_parser = positive_secs)]
     pub report_window_secs: f64,
+
+    /// Reports from this many distinct addresses (an IPv6 /64 counts once) within the
+    /// report window ban the reported address: 1 h, then 24 h, then 7 days.
+    #[arg(long, env = "LETSMEET_REPORT_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub report_threshold: u32,
+
+    /// Hours a ban for a flagged camera lasts (repeat offenders get at least the
+    /// report ladder's next step).
+    #[arg(long, env = "LETSMEET_BAN_HOURS", default_value_t = 24.0, value_parser = positive_hours)]
+    pub ban_hours: f64,
+
+    /// Automated moderation of sampled video frames: `off`; `model`, the open_nsfw
+    /// model run here (--moderation-model); `remote`, an HTTP classifier
+    /// (--moderation-url); `test`, which flags frames that are mostly bright red (for
+    /// tests and demos only).
+    #[arg(long, env = "LETSMEET_MODERATION", value_enum, default_value_t = ModerationMode::Off)]
+    pub moderation: ModerationMode,
+
+    /// The open_nsfw ONNX model (`scripts/install.sh` fetches and checks it).
+    #[arg(long, env = "LETSMEET_MODERATION_MODEL", default_value = "models/open_nsfw.onnx")]
+    pub moderation_model: PathBuf,
+
+    /// The remote classifier: frames are POSTed here as image/jpeg; it answers
+    /// `{"score": 0.0..1.0}`. http:// only (put a TLS proxy beside it for https).
+    #[arg(long, env = "LETSMEET_MODERATION_URL")]
+    pub moderation_url: Option<String>,
+
+    /// A frame scoring at least this is flagged (open_nsfw's authors: >= 0.8 unsafe).
+    #[arg(long, env = "LETSMEET_MODERATION_THRESHOLD", default_value_t = 0.8, value_parser = unit_interval)]
+    pub moderation_threshold: f32,
+
+    /// Threads that classify frames. Inference never runs on the signaling threads;
+    /// frames beyond what they can take are dropped and counted, never queued.
+    #[arg(long, env = "LETSMEET_MODERATION_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub moderation_threads: u16,
+
+    /// Frames waiting for a classifier thread; one more is answered "skipped".
+    #[arg(long, env = "LETSMEET_MODERATION_QUEUE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub moderation_queue: u16,
+
+    /// Hold a video user's place in the queue until a frame of their own camera has
+    /// passed (checked before they can meet anyone).
+    #[arg(long, env = "LETSMEET_MODERATION_GATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub moderation_gate: bool,
+
+    /// When a match's first sampled frame is taken: within this many milliseconds.
+    #[arg(long, env = "LETSMEET_MODERATION_FIRST_MS", default_value_t = 4000)]
+    pub moderation_first_ms: u32,
+
+    /// Later frames: a random time between these two (milliseconds) apart.
+    #[arg(long, env = "LETSMEET_MODERATION_EVERY_MS", value_delimiter = ',', num_args = 2, default_values_t = [10_000u32, 30_000])]
+    pub moderation_every_ms: Vec<u32>,
+
+    /// Bearer token for the admin API on the metrics listener (`/admin/bans`). Without
+    /// it the admin API is off.
+    #[arg(long, env = "LETSMEET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// HAProxy's runtime API (a stats socket: a Unix socket path, or host:port) whose
+    /// ACL file --haproxy-ban-file this node keeps equal to the ban set.
+    #[arg(long, env = "LETSMEET_HAPROXY_SOCKET")]
+    pub haproxy_socket: Option<String>,
+
+    /// The ACL file HAProxy's `tcp-request connection reject if { src -f FILE }`
+    /// reads: named exactly as in haproxy.cfg, and rewritten so that a reload keeps
+    /// the bans.
+    #[arg(long, env = "LETSMEET_HAPROXY_BAN_FILE")]
+    pub haproxy_ban_file: Option<PathBuf>,
 
     /// Open TCP connections per client address, of any kind (pages, assets, sockets);
     /// one over it is closed before a byte is read. IPv6 addresses count by their /64.
@@ -251,6 +319,31 @@ impl clap::builder::TypedValueParser for TurnSecretParser {
     }
 }
 
+fn positive_hours(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of hours"))?;
+    if !v.is_finite() || !(v > 0.0 && v <= 24.0 * 365.0) {
+        return Err(format!("`{s}` is out of range (more than 0, at most a year)"));
+    }
+    Ok(v)
+}
+
+fn unit_interval(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(v > 0.0 && v <= 1.0) {
+        return Err(format!("`{s}` must be more than 0 and at most 1"));
+    }
+    Ok(v)
+}
+
+/// Which classifier moderates frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModerationMode {
+    Off,
+    Model,
+    Remote,
+    Test,
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v = non_negative_secs(s)?;
     if v == 0.0 { Err("must be greater than 0".into()) } else { Ok(v) }
@@ -317,6 +410,15 @@ impl Config {
         if self.max_sockets_per_ip() < self.max_conn_per_ip {
             return Err(ConfigError::SocketsBelowConnections);
         }
+        if self.moderation == ModerationMode::Remote && self.moderation_url.is_none() {
+            return Err(ConfigError::RemoteWithoutUrl);
+        }
+        if self.moderation_every_ms[0] == 0 || self.moderation_every_ms[0] > self.moderation_every_ms[1] {
+            return Err(ConfigError::SamplingRange);
+        }
+        if self.haproxy_socket.is_some() != self.haproxy_ban_file.is_some() {
+            return Err(ConfigError::HaproxyHalf);
+        }
         if self.max_frame_bytes == 0 || self.ws_buffer_bytes == 0 || self.max_sessions_per_ip() == 0 {
             return Err(ConfigError::Zero("--max-frame-bytes, --ws-buffer-bytes and --max-sessions-per-ip"));
         }
@@ -326,6 +428,11 @@ impl Config {
     /// TCP connections one address may hold (see the flag).
     pub fn max_sockets_per_ip(&self) -> u32 {
         self.max_sockets_per_ip.unwrap_or(self.max_conn_per_ip.saturating_mul(2).max(64))
+    }
+
+    /// How long bans last.
+    pub fn ban_policy(&self) -> crate::bans::BanPolicy {
+        crate::bans::BanPolicy { model: Duration::from_secs_f64(self.ban_hours * 3600.0), ..Default::default() }
     }
 
     pub fn header_timeout(&self) -> Duration {
@@ -350,6 +457,12 @@ pub enum ConfigError {
     /// An address could hold fewer TCP connections than WebSockets.
     #[error("--max-sockets-per-ip must be at least --max-conn-per-ip (every WebSocket is a TCP connection)")]
     SocketsBelowConnections,
+    #[error("--moderation remote needs --moderation-url")]
+    RemoteWithoutUrl,
+    #[error("--moderation-every-ms takes two numbers of milliseconds, the first above 0 and not above the second")]
+    SamplingRange,
+    #[error("--haproxy-socket and --haproxy-ban-file go together")]
+    HaproxyHalf,
     /// A count that must be at least 1.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -381,6 +494,14 @@ impl From<&Config> for HubConfig {
             join_rate: crate::hub::budget::Rate::per_second(c.joins_per_sec, c.join_burst),
             ready_timeout: crate::hub::config::READY_TIMEOUT,
             report_window: Duration::from_secs_f64(c.report_window_secs),
+            report_threshold: c.report_threshold,
+            moderation: (c.moderation != ModerationMode::Off).then(|| protocol::Moderation {
+                path: crate::moderation::FRAME_PATH.into(),
+                size: crate::moderation::FRAME_SIZE,
+                first_ms: c.moderation_first_ms,
+                every_ms: [c.moderation_every_ms[0], c.moderation_every_ms[1]],
+                gate: c.moderation_gate,
+            }),
             // A cluster's sessions can be resumed on another node.
             snapshots: c.redis_url.is_some(),
         }

@@ -17,19 +17,26 @@
 //! - [`hub`]: sessions, matches and relay: a sans-IO core, its backend seam, a tokio shell.
 //! - [`limits`]: connection caps.
 //! - [`proxy`]: the PROXY v2 header from a trusted load balancer.
+//! - [`haproxy`]: keeps HAProxy's runtime ban ACL equal to the ban set.
 //! - [`metrics`]: Prometheus metric names and handles.
+//! - [`bans`]: the ban set, checked at accept; [`admin`]: the API to list, add, lift.
+//! - [`moderation`]: sampled video frames, their classifiers and the frame endpoint.
 
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
 
 pub mod accept;
+pub mod admin;
+pub mod bans;
 pub mod cluster;
 pub mod config;
 pub mod geo;
+pub mod haproxy;
 pub mod hub;
 pub mod ice;
 pub mod limits;
 pub mod metrics;
+pub mod moderation;
 pub mod proxy;
 pub mod site;
 pub mod sse;
@@ -110,17 +117,22 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     config.validate()?;
+    let bans = std::sync::Arc::new(bans::Bans::new(config.ban_policy()));
     let (hub, link) = match &config.redis_url {
         Some(url) => {
             let cluster = cluster::ClusterConfig {
                 redis_url: url.clone(),
                 timeout: Duration::from_secs_f64(config.redis_timeout_secs),
             };
-            let (hub, link) = cluster::start(cluster, hub::HubConfig::from(&config)).await?;
+            let (hub, link) = cluster::start(cluster, hub::HubConfig::from(&config), bans.clone()).await?;
             (hub, Some(link))
         }
-        None => (hub::HubHandle::start(hub::HubConfig::from(&config)), None),
+        None => (hub::HubHandle::start_in_memory(hub::HubConfig::from(&config), bans.clone()), None),
     };
+    tokio::spawn(bans::follow(bans.clone(), hub.clone()));
+    if let (Some(socket), Some(file)) = (&config.haproxy_socket, &config.haproxy_ban_file) {
+        tokio::spawn(haproxy::sync(bans.clone(), socket.clone(), file.clone(), hub.clone()));
+    }
     let (router, state) = site::router_with(&config, hub)?;
     let metrics = match config.metrics_bind.0 {
         Some(at) => Some(bind_listener(at).map_err(|e| anyhow::anyhow!("cannot listen for metrics on {at}: {e}"))?),
@@ -134,7 +146,7 @@ pub async fn serve(
     }
     if let Some(listener) = metrics {
         let mut stopping = stopping.clone();
-        let router = site::metrics_router(state.clone());
+        let router = site::metrics_router(state.clone(), bans.clone());
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = stopping.wait_for(|s| *s).await;
@@ -149,6 +161,7 @@ pub async fn serve(
         limits: limits::ConnLimits::new(config.max_sockets_per_ip(), u32::MAX),
         header_timeout: config.header_timeout(),
         proxies: proxy::TrustedProxies(config.trusted_proxies.clone()),
+        bans,
     };
     let drain_delay = Duration::from_secs_f64(config.drain_delay_secs);
     let stop = async move {

@@ -36,9 +36,13 @@ pub fn install() -> PrometheusHandle {
 fn recorder() -> PrometheusHandle {
     let latency = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
     let wait = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+    let inference = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+    let score = [0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0];
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(RELAY_LATENCY.into()), &latency)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), &wait))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(MODERATION_INFERENCE.into()), &inference))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(MODERATION_SCORE.into()), &score))
         .expect("bucket lists are not empty")
         .install_recorder()
         .unwrap_or_else(|e| {
@@ -73,3 +77,17 @@ pub const CLUSTER_REPEATS: &str = "letsmeet_cluster_repeated_envelopes_total";
 pub const CLUSTER_GAPS: &str = "letsmeet_cluster_gaps_total";
 /// Connections looked up in the IP database, by `found` ("yes" or "no").
 pub const GEOIP_LOOKUPS: &str = "letsmeet_geoip_lookups_total";
+/// Sampled frames, by `of` ("self", "peer") and `outcome` ("clean", "flagged",
+/// "skipped": the classifiers were busy; "failed": not a usable JPEG, or the classifier
+/// failed).
+pub const MODERATION_FRAMES: &str = "letsmeet_moderation_frames_total";
+/// Seconds one classifier call took, per frame (a batch's time over its frames).
+pub const MODERATION_INFERENCE: &str = "letsmeet_moderation_inference_seconds";
+/// The scores frames got (never the frames: they are dropped once scored).
+pub const MODERATION_SCORE: &str = "letsmeet_moderation_score";
+/// Bans issued on this node (or by its operator), by `kind` ("model", "reports",
+/// "admin"); and bans in force in the set it enforces.
+pub const BANS: &str = "letsmeet_bans_total";
+pub const BANS_ACTIVE: &str = "letsmeet_bans_active";
+/// Connections from banned addresses closed at accept, before a byte was read.
+pub const BANNED_REFUSED: &str = "letsmeet_banned_connections_refused_total";

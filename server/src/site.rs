@@ -70,6 +70,8 @@ pub fn router_with(config: &Config, hub: HubHandle) -> anyhow::Result<(Router, W
         geo,
         sse: crate::sse::SseRegistry::default(),
         draining: Default::default(),
+        moderator: crate::moderation::Moderator::from_config(config)?,
+        admin_token: config.admin_token.as_deref().map(Arc::from),
     };
 
     let api = Router::new()
@@ -81,6 +83,11 @@ pub fn router_with(config: &Config, hub: HubHandle) -> anyhow::Result<(Router, W
                 .layer(axum::extract::DefaultBodyLimit::max(crate::sse::max_post_bytes(config.max_frame_bytes))),
         )
         .route("/healthz", get(healthz))
+        .route(
+            crate::moderation::FRAME_PATH,
+            axum::routing::post(crate::moderation::endpoint::frame)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::moderation::MAX_FRAME_BYTES)),
+        )
         .with_state(ws_state.clone());
 
     let routes = generate_route_list(App);
@@ -96,9 +103,16 @@ pub fn router_with(config: &Config, hub: HubHandle) -> anyhow::Result<(Router, W
     Ok((api.merge(site), ws_state))
 }
 
-/// The metrics listener's routes (`--metrics-bind`): `/metrics`, and `/healthz` too.
-pub fn metrics_router(state: WsState) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
+/// The metrics listener's routes (`--metrics-bind`): `/metrics`, `/healthz`, and the
+/// admin API ([`crate::admin`]).
+pub fn metrics_router(state: WsState, bans: Arc<crate::bans::Bans>) -> Router {
+    let admin = crate::admin::router(crate::admin::Admin { token: state.admin_token.clone(), bans: bans.clone() });
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+        .layer(axum::Extension(bans))
+        .merge(admin)
 }
 
 /// `GET /healthz`: the process serves and its hub answers, and it is not draining.
@@ -120,7 +134,7 @@ async fn healthz(State(state): State<WsState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text, with the gauges read now.
-async fn metrics(State(state): State<WsState>) -> Response {
+async fn metrics(State(state): State<WsState>, bans: axum::Extension<Arc<crate::bans::Bans>>) -> Response {
     let handle = crate::metrics::install();
     let Ok((counts, video, text)) = state.hub.counts() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "hub stopped").into_response();
@@ -130,5 +144,6 @@ async fn metrics(State(state): State<WsState>) -> Response {
     metrics::gauge!(m::CHATTING).set(counts.in_match as f64);
     metrics::gauge!(m::WAITING, "mode" => "video").set(video as f64);
     metrics::gauge!(m::WAITING, "mode" => "text").set(text as f64);
+    metrics::gauge!(m::BANS_ACTIVE).set(bans.list(crate::bans::unix_ms()).len() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }

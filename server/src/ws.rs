@@ -54,6 +54,10 @@ pub struct WsState {
     pub sse: crate::sse::SseRegistry,
     /// Shutdown has begun: `/healthz` fails so that a load balancer stops sending users.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Scores sampled video frames (`None`: no moderation).
+    pub moderator: Option<crate::moderation::Moderator>,
+    /// `--admin-token`: the admin API on the metrics listener.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// Per-socket settings (from the server configuration).

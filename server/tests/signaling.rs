@@ -13,8 +13,17 @@ async fn welcome_carries_fresh_ids_ice_servers_and_online_counts() {
     let server = TestServer::start(cfg).await;
     let a = server.client().await;
     let b = server.client().await;
-    let ServerMsg::Welcome { protocol, resumed, ice_servers, online, session_id, resume_token, relay, country } =
-        &b.welcome
+    let ServerMsg::Welcome {
+        protocol,
+        resumed,
+        ice_servers,
+        online,
+        session_id,
+        resume_token,
+        relay,
+        country,
+        moderation: None,
+    } = &b.welcome
     else {
         unreachable!()
     };

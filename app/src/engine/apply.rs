@@ -1,17 +1,19 @@
 //! The server's word: [`Engine::apply`] is the only place where a server message
 //! changes the state, each kind in a small function of its own.
 
-use super::{Author, Engine, Link, MatchInfo, Phase, met_line};
+use super::{Author, Engine, Link, MatchInfo, Phase, Veil, met_line};
 use crate::platform;
 use leptos::prelude::*;
-use protocol::{ErrorCode, IceServer, LeftReason, MatchId, Mode, OnlineCounts, Role, ServerMsg, SignalPayload};
+use protocol::{
+    ErrorCode, IceServer, LeftReason, MatchId, Mode, Moderation, OnlineCounts, Role, ServerMsg, SignalPayload,
+};
 
 impl Engine {
     /// Applies a message from the server to the state.
     pub fn apply(self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { online, ice_servers, resumed, relay, country, .. } => {
-                self.welcomed(online, ice_servers, resumed, relay, country)
+            ServerMsg::Welcome { online, ice_servers, resumed, relay, country, moderation, .. } => {
+                self.welcomed(online, ice_servers, resumed, relay, country, moderation)
             }
             ServerMsg::Online(counts) => self.link.set_online.set(Some(counts)),
             // Both may answer a join we have stopped since (the server does not answer
@@ -47,8 +49,12 @@ impl Engine {
         resumed: bool,
         relay: bool,
         country: Option<String>,
+        moderation: Option<Moderation>,
     ) {
         self.link.set_relay_offered.set(relay);
+        // Set before `session_lost` below, which may join the queue again (the gate).
+        self.moderation.set_plan.set(moderation);
+        self.moderation.gate.update_value(|g| g.welcomed(resumed));
         self.link.set_country.set(country);
         self.link.set_state.set(Link::Connected);
         // Let in again: whatever ban there was is over.
@@ -79,8 +85,9 @@ impl Engine {
         let same = self.chat.current.get_untracked().is_some_and(|m| m.id == match_id)
             || self.chat.ended.get_value() == Some(match_id);
         if !same {
-            // A new stranger: the previous conversation goes.
+            // A new stranger: the previous conversation goes, and so does any blur.
             self.chat.set_log.set(Vec::new());
+            self.moderation.set_veil.set(Veil::Clear);
             let met = met_line(&common_interests, shared_country.as_deref());
             let hello =
                 if common_interests.is_empty() && shared_country.is_none() { format!("{met} Say hi!") } else { met };
@@ -96,6 +103,7 @@ impl Engine {
             }
             Mode::Video => {
                 self.chat.set_phase.set(Phase::Connecting);
+                self.sample_match(match_id);
                 // After a reload the camera has to be opened again first.
                 platform::acquire_then(self, Engine::start_peer);
             }
@@ -127,7 +135,11 @@ impl Engine {
             }
             ServerMsg::Typing { typing, .. } => self.chat.set_peer_typing.set(typing),
             ServerMsg::PeerLeft { reason, .. } => {
-                self.chat.push_line(Author::System, "Stranger has disconnected.");
+                let line = match reason {
+                    LeftReason::Banned => "Stranger was removed for breaking the rules.",
+                    _ => "Stranger has disconnected.",
+                };
+                self.chat.push_line(Author::System, line);
                 self.end_chat(Phase::PeerLeft(reason));
             }
             ServerMsg::PeerReconnecting { .. } => self.chat.set_phase.set(Phase::PeerReconnecting),
@@ -176,6 +188,7 @@ impl Engine {
                 // Still looking: look again on the new session.
                 if let Some(prefs) = self.chat.prefs.get_untracked() {
                     self.send(protocol::ClientMsg::Join(prefs));
+                    self.gate_if_needed();
                 }
             }
             Phase::Connecting | Phase::Connected | Phase::PeerReconnecting => {

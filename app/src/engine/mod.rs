@@ -1,14 +1,17 @@
 //! The client engine: one state machine for the whole chat, shared with every
 //! component through context.
 //!
-//! - **State** ([`state`]): three groups of read-only signals, [`Engine::link`] (our
+//! - **State** ([`state`]): groups of read-only signals, [`Engine::link`] (our
 //!   connection to the server), [`Engine::chat`] (phase, match, log) and
-//!   [`Engine::media`] (camera, microphone, the stranger's connection), plus the
-//!   [`Engine::notice`]. Only the engine writes them.
+//!   [`Engine::media`] (camera, microphone, the stranger's connection), plus
+//!   [`Engine::moderation`] (frame sampling, the gate, the blur over a flagged
+//!   stranger) and the [`Engine::notice`]. Only the engine writes them.
 //! - **Actions**: what the user does, by name: [`Engine::start`], [`Engine::next`],
 //!   [`Engine::stop`], [`Engine::say`], [`Engine::toggle_mic`], ...
 //! - **The server's word**: [`Engine::apply`] ([`apply`]), the only place the phase
 //!   changes on a server message.
+//! - **Moderation** ([`moderation`]): when frames are sampled and what their answers
+//!   mean, as plain rules; the platform captures and sends the frames.
 //! - **Platform events**: the browser side ([`crate::platform`]: the signaling
 //!   connection, camera, microphone and the WebRTC peer) reports what happened through
 //!   the methods under "events from the platform" and never writes state itself. Only
@@ -20,11 +23,13 @@
 //! initial page.
 
 mod apply;
+pub mod moderation;
 mod state;
 
+pub use moderation::{Outcome, Sample, Veil};
 pub use state::{
     Author, ChatLine, ChatState, ConnStats, Device, DeviceKind, Link, LinkState, MatchInfo, MediaProblem, MediaState,
-    Phase, Transport,
+    ModerationState, Phase, Transport,
 };
 
 use crate::platform;
@@ -37,6 +42,7 @@ pub struct Engine {
     pub link: LinkState,
     pub chat: ChatState,
     pub media: MediaState,
+    pub moderation: ModerationState,
     /// A problem to show (refused message, media trouble); cleared by the next action.
     pub notice: ReadSignal<Option<String>>,
     set_notice: WriteSignal<Option<String>>,
@@ -52,6 +58,7 @@ impl Engine {
             link: LinkState::new(),
             chat: ChatState::new(),
             media: MediaState::new(),
+            moderation: ModerationState::new(),
             notice,
             set_notice,
             runtime: StoredValue::new_with_storage(platform::Runtime::default()),
@@ -132,6 +139,7 @@ impl Engine {
         self.chat.stop_sent.set_value(false);
         self.set_phase(Phase::Waiting);
         self.send(ClientMsg::Join(prefs));
+        self.gate_if_needed();
     }
 
     /// Ends the current chat (if any) and looks for the next stranger.
@@ -149,6 +157,7 @@ impl Engine {
             Some(prefs) if !in_match => self.send(ClientMsg::Join(prefs)),
             _ => self.send(ClientMsg::Next),
         }
+        self.gate_if_needed();
     }
 
     /// Ends the current chat or stops waiting; back to idle (camera off). A ban stays.
@@ -327,13 +336,15 @@ impl Engine {
         self.end_chat(Phase::Idle);
     }
 
-    /// Leaves the current match on our side (peer connection, typing indicator) and
-    /// moves to `phase`.
+    /// Leaves the current match on our side (peer connection, frame sampling, typing
+    /// indicator) and moves to `phase`.
     fn end_chat(&self, phase: Phase) {
         if let Some(info) = self.chat.current.get_untracked() {
             self.chat.ended.set_value(Some(info.id));
         }
+        platform::stop_frames(*self);
         platform::end_peer(*self);
+        self.moderation.set_veil.set(Veil::Clear);
         self.media.set_stats.set(None);
         self.chat.set_current.set(None);
         self.chat.set_peer_typing.set(false);

@@ -1,8 +1,9 @@
-//! What the engine knows, in three groups: the link to the server, the chat, and the
-//! media. Views read the public `ReadSignal`s; only the engine holds the writers.
+//! What the engine knows, in groups: the link to the server, the chat, the media and
+//! moderation. Views read the public `ReadSignal`s; only the engine holds the writers.
 
+use super::moderation::{Gate, Veil};
 use leptos::prelude::*;
-use protocol::{IceServer, LeftReason, MatchId, Mode, OnlineCounts, Preferences, Role};
+use protocol::{IceServer, LeftReason, MatchId, Mode, Moderation, OnlineCounts, Preferences, Role};
 
 /// How this tab reaches the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -290,6 +291,30 @@ impl MediaState {
                 self.set_remote_candidate_types.update(|v| v.push(t));
             }
         }
+    }
+}
+
+/// Moderation as this client takes part in it: what the server asked for, the gate,
+/// and the blur over a flagged stranger.
+#[derive(Clone, Copy, Debug)]
+pub struct ModerationState {
+    /// How video frames are sampled, from the last `welcome`; `None` when the server
+    /// does not moderate (then no frame is ever sent).
+    pub plan: ReadSignal<Option<Moderation>>,
+    /// The stranger's video in the current match: shown, blurred after a flagged
+    /// frame, or shown anyway. Back to clear with every new match.
+    pub veil: ReadSignal<Veil>,
+    pub(super) set_plan: WriteSignal<Option<Moderation>>,
+    pub(super) set_veil: WriteSignal<Veil>,
+    /// Whether this session has had a frame of its camera classified clean.
+    pub(super) gate: StoredValue<Gate>,
+}
+
+impl ModerationState {
+    pub(super) fn new() -> Self {
+        let (plan, set_plan) = signal(None);
+        let (veil, set_veil) = signal(Veil::Clear);
+        Self { plan, veil, set_plan, set_veil, gate: StoredValue::new(Gate::default()) }
     }
 }
 

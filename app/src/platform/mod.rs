@@ -2,8 +2,8 @@
 //! chosen once here.
 //!
 //! - [`browser`] (feature `hydrate`): the signaling connection (WebSocket, or the HTTP
-//!   fallback), camera, microphone and the WebRTC peer, storage, and the few DOM and
-//!   `Intl` helpers the pages use.
+//!   fallback), camera, microphone and the WebRTC peer, the moderation frame sampler,
+//!   storage, and the few DOM and `Intl` helpers the pages use.
 //! - `server` (otherwise): the same functions, doing nothing, for server-side rendering.
 //!
 //! The engine, the pages and the components call `platform::…` and carry no `cfg` of

@@ -4,7 +4,7 @@
 
 use crate::engine::{Device, DeviceKind, Engine};
 use leptos::web_sys::{HtmlElement, HtmlVideoElement};
-use protocol::{ClientMsg, Preferences, SignalPayload};
+use protocol::{ClientMsg, MatchId, Preferences, SignalPayload};
 
 /// Nothing is kept on the server.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +40,11 @@ pub fn watch_devices(_on_change: impl FnMut() + 'static) -> DeviceWatch {
 
 pub fn show_remote_video(_engine: Engine, _video: &HtmlVideoElement, _sound_blocked: impl Fn() + 'static) {}
 pub fn show_local_video(_engine: Engine, _video: &HtmlVideoElement) {}
+pub fn forget_videos(_engine: Engine) {}
+
+pub fn start_frames(_engine: Engine, _match_id: MatchId) {}
+pub fn stop_frames(_engine: Engine) {}
+pub fn send_gate_frame(_engine: Engine) {}
 pub fn focus_first_button(_container: &HtmlElement) {}
 
 pub fn local_time(_rfc3339: &str) -> Option<String> {

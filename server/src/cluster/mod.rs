@@ -19,6 +19,7 @@
 //! socket is closed with 1012 (clients reconnect, through the balancer, to a healthy
 //! node) and the process exits non-zero for its supervisor to restart.
 
+pub mod bans;
 pub mod link;
 
 use crate::hub::backend::Backend;
@@ -54,7 +55,11 @@ pub struct ClusterConfig {
 
 /// Connects to Redis and starts the hub on the Redis backend, with its tasks. The
 /// link is for [`Link::flush`] when the node stops.
-pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<(HubHandle, Link)> {
+pub async fn start(
+    cluster: ClusterConfig,
+    config: HubConfig,
+    bans: std::sync::Arc<crate::bans::Bans>,
+) -> anyhow::Result<(HubHandle, Link)> {
     let client = redis::Client::open(cluster.redis_url.as_str()).context("--redis-url is not a Redis URL")?;
     let manager_config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(2)))
@@ -66,11 +71,12 @@ pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<
     let epoch = Epoch::now();
     let (ops, rx) = mpsc::unbounded_channel();
     let link = Link::new(node.clone(), epoch.unix_ms, config.grace.as_millis() as u64, ops);
-    let backend = Backend {
-        directory: Box::new(LinkDirectory(link.clone())),
-        bus: Box::new(LinkBus(link.clone())),
-        matchmaking: Box::new(LinkMatchmaking(link.clone())),
-    };
+    let backend = Backend::new(
+        Box::new(LinkDirectory(link.clone())),
+        Box::new(LinkBus(link.clone())),
+        Box::new(LinkMatchmaking(link.clone())),
+        bans,
+    );
     let hub = HubHandle::start_at(config, backend, epoch);
     let node_tasks = Tasks { hub: hub.clone(), link: link.clone(), node, timeout: cluster.timeout };
     // The node is alive before anything is sent to it.
@@ -79,6 +85,14 @@ pub async fn start(cluster: ClusterConfig, config: HubConfig) -> anyhow::Result<
         .beat(&mut con.clone(), &mut cluster_id, &mut known)
         .await
         .context("cannot register this node in Redis")?;
+    bans::start(
+        client.clone(),
+        hub.bans().map_err(|_| anyhow::anyhow!("the hub stopped"))?,
+        hub.clone(),
+        node_tasks.node.clone(),
+    )
+    .await
+    .context("cannot load the ban set from Redis")?;
     tracing::info!(node = %node_tasks.node, "cluster node up");
     tokio::spawn(node_tasks.clone().write(con.clone(), rx));
     tokio::spawn(node_tasks.clone().read(client));

@@ -11,10 +11,12 @@
 
 use super::model::{ConnId, Envelope};
 use super::snapshot::Snapshot;
+use crate::bans::{Ban, BanOrder, Bans};
 use matcher::{Matcher, Millis, Pair, Ticket};
 use protocol::{Mode, ResumeToken, SessionId};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A waiting ticket as matchmaking holds it.
 #[derive(Clone, Debug)]
@@ -111,13 +113,33 @@ pub trait Matchmaking: Send {
 /// What the core asks of the backend (one of its outputs).
 #[derive(Debug)]
 pub enum Request {
-    Resolve { conn: ConnId, ip: IpAddr, token: Option<ResumeToken> },
-    Register { session: SessionId, token: ResumeToken, ip: IpAddr },
-    Unregister { session: SessionId },
-    Save { session: SessionId, snapshot: Box<Snapshot> },
+    Resolve {
+        conn: ConnId,
+        ip: IpAddr,
+        token: Option<ResumeToken>,
+    },
+    Register {
+        session: SessionId,
+        token: ResumeToken,
+        ip: IpAddr,
+    },
+    Unregister {
+        session: SessionId,
+    },
+    Save {
+        session: SessionId,
+        snapshot: Box<Snapshot>,
+    },
     Submit(Entry),
-    Withdraw { session: SessionId },
-    Forward { to: SessionId, envelope: Envelope },
+    Withdraw {
+        session: SessionId,
+    },
+    Forward {
+        to: SessionId,
+        envelope: Envelope,
+    },
+    /// Ban an address (its key); the ban comes back as [`Event::Banned`].
+    Ban(BanOrder),
 }
 
 /// What the backend answers (one of the core's inputs).
@@ -133,13 +155,20 @@ pub enum Event {
     Evicted {
         session: SessionId,
     },
+    /// A ban was issued (here, by an operator, or on another node): the sessions of
+    /// its address go.
+    Banned(Ban),
 }
 
-/// The three parts, chosen once at start-up.
+/// The three parts, chosen once at start-up, and the ban set (in memory, mirrored
+/// from Redis in a cluster).
 pub struct Backend {
     pub directory: Box<dyn Directory>,
     pub bus: Box<dyn Bus>,
     pub matchmaking: Box<dyn Matchmaking>,
+    pub bans: Arc<Bans>,
+    /// Bans issued for the core, not yet handed back.
+    issued: VecDeque<Ban>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -150,12 +179,22 @@ impl std::fmt::Debug for Backend {
 
 impl Backend {
     /// The embedded default: everything in this process.
-    pub fn memory(matching: matcher::Config) -> Self {
-        Self {
-            directory: Box::<MemoryDirectory>::default(),
-            bus: Box::<MemoryBus>::default(),
-            matchmaking: Box::new(MemoryMatchmaking::new(matching)),
-        }
+    pub fn memory(matching: matcher::Config, bans: Arc<Bans>) -> Self {
+        Self::new(
+            Box::<MemoryDirectory>::default(),
+            Box::<MemoryBus>::default(),
+            Box::new(MemoryMatchmaking::new(matching)),
+            bans,
+        )
+    }
+
+    pub fn new(
+        directory: Box<dyn Directory>,
+        bus: Box<dyn Bus>,
+        matchmaking: Box<dyn Matchmaking>,
+        bans: Arc<Bans>,
+    ) -> Self {
+        Self { directory, bus, matchmaking, bans, issued: VecDeque::new() }
     }
 
     /// Carries out a request from the core.
@@ -168,6 +207,7 @@ impl Backend {
             Request::Submit(entry) => self.matchmaking.submit(entry, now),
             Request::Withdraw { session } => self.matchmaking.withdraw(session),
             Request::Forward { to, envelope } => self.bus.forward(to, envelope),
+            Request::Ban(order) => self.issued.push_back(self.bans.issue(order, crate::bans::unix_ms())),
         }
     }
 
@@ -178,6 +218,9 @@ impl Backend {
         }
         if let Some(session) = self.directory.poll_evicted() {
             return Some(Event::Evicted { session });
+        }
+        if let Some(ban) = self.issued.pop_front() {
+            return Some(Event::Banned(ban));
         }
         if let Some((to, envelope)) = self.bus.poll_delivery() {
             return Some(Event::Delivered { to, envelope });

@@ -56,6 +56,13 @@ pub struct HubConfig {
     pub ready_timeout: Duration,
     /// How long a report counts against the reported address.
     pub report_window: Duration,
+    /// Reports from this many distinct addresses (IPv6: /64s) within the window ban
+    /// the reported address.
+    pub report_threshold: u32,
+    /// Frame sampling for moderation, announced in `welcome`; `None`: no moderation.
+    /// With `gate` on, a video user is paired only after a frame of their own camera
+    /// passed.
+    pub moderation: Option<protocol::Moderation>,
     /// Hand every change of a session's state to the directory (a cluster's, so
     /// another node can resume the session); off on a single node.
     pub snapshots: bool,
@@ -82,7 +89,9 @@ impl Default for HubConfig {
             resume_rate: RESUME_RATE,
             join_rate: JOIN_RATE,
             ready_timeout: READY_TIMEOUT,
-            report_window: Duration::from_secs(3600),
+            report_window: Duration::from_secs(600),
+            report_threshold: 3,
+            moderation: None,
             snapshots: false,
         }
     }

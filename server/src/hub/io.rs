@@ -3,7 +3,9 @@
 use super::backend::{Event, Request};
 use super::model::{ConnId, Frame, RelayKind};
 use matcher::Millis;
-use protocol::{ClientMsg, ErrorCode, MatchId, Mode, Preferences, ReportReason, ResumeToken, ServerMsg};
+use protocol::{
+    ClientMsg, ErrorCode, FrameOf, MatchId, Mode, Preferences, ReportReason, ResumeToken, ServerMsg, SessionId,
+};
 use std::net::IpAddr;
 
 /// One thing that happened, for [`super::HubCore::handle`].
@@ -23,6 +25,9 @@ pub enum Input {
     /// The rest of the cluster's sessions (from the other nodes' heartbeats): the
     /// online counts add them to this node's own.
     OtherNodes(protocol::OnlineCounts),
+    /// A sampled video frame sent by `session` was classified: its own camera's
+    /// (`FrameOf::Own`), or its view of the stranger of `match_id`.
+    Verdict { session: SessionId, of: FrameOf, match_id: Option<MatchId>, flagged: bool },
     /// The time asked for by [`super::HubCore::poll_timeout`] has come.
     Timer,
     /// An answer from the backend.

@@ -129,6 +129,11 @@ pub struct Session {
     pub joins: Budget,
     /// A search deferred until the budget allows it, due then.
     pub search_at: Option<Millis>,
+    /// Sampled frames for moderation.
+    pub frames: Budget,
+    /// A frame of its own camera passed moderation: with the video gate on, its
+    /// ticket waits for this.
+    pub cleared: bool,
 }
 
 impl Session {
@@ -151,6 +156,8 @@ impl Session {
             resumes: Budget::default(),
             joins: Budget::default(),
             search_at: None,
+            frames: Budget::default(),
+            cleared: false,
         }
     }
 

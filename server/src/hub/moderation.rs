@@ -1,19 +1,46 @@
-//! Reports: one per reporter and match counts against the reported address, within a
-//! window (older reports expire, so the table empties). This is where bans will be
-//! decided.
+//! Reports and viewers' flags against an address key, within a window: the evidence
+//! bans are decided on.
+//!
+//! Each address key ([`client_key`]: an IPv4 address or an IPv6 /64) counts once per
+//! reported key, however often it reports: ten reports from one person, or from one
+//! household's /64, are one. A *flag* is a stranger's frame the model flagged, seen
+//! by a viewer: a strong report, which also counts towards the report threshold. One
+//! flag never bans on its own (a modified client could send anything as "the
+//! stranger's video"); flags from two distinct viewers do.
+//!
+//! Marks expire after the window, so the table empties; a ban clears its key's marks.
 
 use super::model::Session;
+use crate::limits::client_key;
 use matcher::Millis;
 use protocol::MatchId;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-/// Reports received within the window, per reported address.
+/// One address's evidence against another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mark {
+    by: IpAddr,
+    at: Millis,
+    /// A flagged frame (not only a report).
+    flag: bool,
+}
+
+/// What is held against an address key now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Distinct addresses that reported it or flagged its video.
+    pub reporters: u32,
+    /// Distinct addresses whose view of its video was flagged.
+    pub flaggers: u32,
+}
+
+/// Reports and flags within the window. See the module docs.
 #[derive(Debug, Default)]
 pub struct Moderation {
-    /// Reports within the window, per address.
-    counts: HashMap<IpAddr, u32>,
-    /// Every report within the window, oldest first (times only grow).
+    /// Per reported key, the latest mark of each reporting key.
+    against: HashMap<IpAddr, Vec<Mark>>,
+    /// Every mark within the window, oldest first (times only grow): when each expires.
     log: VecDeque<(Millis, IpAddr)>,
     /// Reports ever counted.
     total: u64,
@@ -21,9 +48,8 @@ pub struct Moderation {
 
 impl Moderation {
     /// Counts `reporter`'s report of match `match_id` against `peer_ip` at `now`.
-    /// Returns the address's count within the window, or `None` when this reporter
-    /// already reported that match.
-    pub fn report(&mut self, reporter: &mut Session, match_id: MatchId, peer_ip: IpAddr, now: Millis) -> Option<u32> {
+    /// `None` when this reporter already reported that match.
+    pub fn report(&mut self, reporter: &mut Session, match_id: MatchId, peer_ip: IpAddr, now: Millis) -> Option<Tally> {
         if reporter.reported.contains(&match_id) {
             return None;
         }
@@ -32,40 +58,60 @@ impl Moderation {
             reporter.reported.remove(0);
         }
         reporter.reported.push(match_id);
-        self.log.push_back((now, peer_ip));
         self.total += 1;
-        let count = self.counts.entry(peer_ip).or_default();
-        *count = count.saturating_add(1);
-        Some(*count)
+        Some(self.mark(reporter.ip, peer_ip, false, now))
     }
 
-    /// Forgets reports made `window` or longer before `now`.
+    /// A viewer at `viewer_ip` saw `peer_ip`'s video flagged at `now`.
+    pub fn flag(&mut self, viewer_ip: IpAddr, peer_ip: IpAddr, now: Millis) -> Tally {
+        self.mark(viewer_ip, peer_ip, true, now)
+    }
+
+    fn mark(&mut self, by: IpAddr, against: IpAddr, flag: bool, now: Millis) -> Tally {
+        let (by, key) = (client_key(by), client_key(against));
+        let marks = self.against.entry(key).or_default();
+        match marks.iter_mut().find(|m| m.by == by) {
+            // The same address again: its mark is renewed (and a flag stays a flag).
+            Some(m) => *m = Mark { by, at: now, flag: flag || m.flag },
+            None => marks.push(Mark { by, at: now, flag }),
+        }
+        self.log.push_back((now, key));
+        self.tally(key)
+    }
+
+    /// What is held against `ip`'s key.
+    pub fn tally(&self, ip: IpAddr) -> Tally {
+        let marks = self.against.get(&client_key(ip)).map_or(&[][..], Vec::as_slice);
+        Tally { reporters: marks.len() as u32, flaggers: marks.iter().filter(|m| m.flag).count() as u32 }
+    }
+
+    /// Forgets the evidence against `ip`'s key (it has been banned).
+    pub fn clear(&mut self, ip: IpAddr) {
+        self.against.remove(&client_key(ip));
+    }
+
+    /// Forgets marks made `window` or longer before `now`.
     pub fn expire(&mut self, now: Millis, window: Millis) {
-        while let Some(&(at, ip)) = self.log.front() {
+        while let Some(&(at, key)) = self.log.front() {
             if at.saturating_add(window) > now {
                 break;
             }
             self.log.pop_front();
-            if let Some(n) = self.counts.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.counts.remove(&ip);
+            if let Some(marks) = self.against.get_mut(&key) {
+                marks.retain(|m| m.at.saturating_add(window) > now);
+                if marks.is_empty() {
+                    self.against.remove(&key);
                 }
             }
         }
     }
 
-    /// When the oldest report expires.
+    /// When the oldest mark expires.
     pub fn next_expiry(&self, window: Millis) -> Option<Millis> {
         self.log.front().map(|&(at, _)| at.saturating_add(window))
     }
 
-    /// Reports within the window against `ip`.
-    pub fn count(&self, ip: IpAddr) -> u32 {
-        self.counts.get(&ip).copied().unwrap_or(0)
-    }
-
-    /// Reports within the window (entries held).
+    /// Marks within the window (entries held).
     pub fn held(&self) -> usize {
         self.log.len()
     }
@@ -82,21 +128,57 @@ mod tests {
     use protocol::ResumeToken;
     use uuid::Uuid;
 
+    fn reporter(ip: &str) -> Session {
+        Session::new(ResumeToken(Uuid::nil()), crate::hub::ConnId(1), ip.parse().unwrap())
+    }
+
+    fn m(n: u128) -> MatchId {
+        MatchId(Uuid::from_u128(n))
+    }
+
     #[test]
-    fn reports_count_within_the_window_and_then_expire() {
+    fn reports_count_distinct_addresses_within_the_window_and_then_expire() {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let mut m = Moderation::default();
-        let mut reporter = Session::new(ResumeToken(Uuid::nil()), crate::hub::ConnId(1), "192.0.2.9".parse().unwrap());
-        assert_eq!(m.report(&mut reporter, MatchId(Uuid::from_u128(1)), ip, 0), Some(1));
-        assert_eq!(m.report(&mut reporter, MatchId(Uuid::from_u128(1)), ip, 5), None, "once per match");
-        assert_eq!(m.report(&mut reporter, MatchId(Uuid::from_u128(2)), ip, 10), Some(2));
-        assert_eq!(m.next_expiry(100), Some(100));
-        m.expire(99, 100);
-        assert_eq!(m.count(ip), 2);
-        m.expire(100, 100);
-        assert_eq!((m.count(ip), m.held()), (1, 1));
-        m.expire(110, 100);
-        assert_eq!((m.count(ip), m.held(), m.total()), (0, 0, 2));
-        assert!(m.counts.is_empty(), "no empty entries are left behind");
+        let mut md = Moderation::default();
+        let mut one = reporter("192.0.2.9");
+        assert_eq!(md.report(&mut one, m(1), ip, 0).map(|t| t.reporters), Some(1));
+        assert_eq!(md.report(&mut one, m(1), ip, 5), None, "once per match");
+        assert_eq!(md.report(&mut one, m(2), ip, 10).map(|t| t.reporters), Some(1), "the same address counts once");
+        let mut two = reporter("192.0.2.10");
+        assert_eq!(md.report(&mut two, m(3), ip, 20).map(|t| t.reporters), Some(2));
+        assert_eq!(md.next_expiry(100), Some(100));
+        md.expire(100, 100);
+        assert_eq!(md.tally(ip).reporters, 2, "the first address's mark was renewed at 10");
+        md.expire(110, 100);
+        assert_eq!(md.tally(ip).reporters, 1);
+        md.expire(120, 100);
+        assert_eq!((md.tally(ip), md.held(), md.total()), (Tally::default(), 0, 3));
+        assert!(md.against.is_empty(), "no empty entries are left behind");
+    }
+
+    #[test]
+    fn one_ipv6_64_is_one_reporter_and_one_offender() {
+        let mut md = Moderation::default();
+        let target: IpAddr = "2001:db8:9::1".parse().unwrap();
+        for (n, ip) in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"].into_iter().enumerate() {
+            md.report(&mut reporter(ip), m(n as u128), target, 0);
+        }
+        assert_eq!(md.tally("2001:db8:9::ffff".parse().unwrap()).reporters, 1);
+        md.report(&mut reporter("2001:db8:1:3::1"), m(9), target, 0);
+        assert_eq!(md.tally(target).reporters, 2);
+    }
+
+    #[test]
+    fn flags_count_as_reports_and_need_two_viewers() {
+        let mut md = Moderation::default();
+        let peer: IpAddr = "198.51.100.1".parse().unwrap();
+        let viewer: IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(md.flag(viewer, peer, 0), Tally { reporters: 1, flaggers: 1 });
+        assert_eq!(md.flag(viewer, peer, 1), Tally { reporters: 1, flaggers: 1 }, "one viewer, however often");
+        md.report(&mut reporter("198.51.100.3"), m(1), peer, 2);
+        assert_eq!(md.tally(peer), Tally { reporters: 2, flaggers: 1 });
+        assert_eq!(md.flag("198.51.100.3".parse().unwrap(), peer, 3), Tally { reporters: 2, flaggers: 2 });
+        md.clear(peer);
+        assert_eq!(md.tally(peer), Tally::default());
     }
 }

@@ -132,6 +132,20 @@ impl Node {
         self.core.counts()
     }
 
+    /// See [`HubCore::frame_sender`].
+    pub fn frame_sender(
+        &mut self,
+        token: &protocol::ResumeToken,
+        now: Millis,
+    ) -> Option<Result<(protocol::SessionId, Option<protocol::MatchId>), ()>> {
+        self.core.frame_sender(token, now)
+    }
+
+    /// The ban set this node enforces.
+    pub fn bans(&self) -> &std::sync::Arc<crate::bans::Bans> {
+        &self.backend.bans
+    }
+
     /// Tickets waiting in `mode`.
     pub fn waiting(&self, mode: Mode) -> usize {
         self.backend.matchmaking.waiting(mode)

@@ -3,7 +3,7 @@
 
 use super::model::{ConnId, Session};
 use matcher::Millis;
-use protocol::SessionId;
+use protocol::{ResumeToken, SessionId};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -21,6 +21,8 @@ pub struct Attached {
 pub struct Sessions {
     by_id: HashMap<SessionId, Session>,
     by_conn: HashMap<ConnId, SessionId>,
+    /// Sessions by their current resume token (sampled frames name their session so).
+    by_token: HashMap<ResumeToken, SessionId>,
     /// Sockets opened and not yet welcomed (the directory has not answered): their
     /// address and its country.
     pending: HashMap<ConnId, (IpAddr, Option<String>)>,
@@ -44,9 +46,26 @@ impl Sessions {
         self.by_id.values()
     }
 
+    pub fn iter_with_ids(&self) -> impl Iterator<Item = (SessionId, &Session)> {
+        self.by_id.iter().map(|(sid, s)| (*sid, s))
+    }
+
     /// The session whose live socket is `conn`.
     pub fn of_conn(&self, conn: ConnId) -> Option<SessionId> {
         self.by_conn.get(&conn).copied()
+    }
+
+    /// The session whose current resume token is `token`.
+    pub fn of_token(&self, token: &ResumeToken) -> Option<SessionId> {
+        self.by_token.get(token).copied()
+    }
+
+    /// Gives `sid` a new resume token (the old one stops naming it).
+    pub fn set_token(&mut self, sid: SessionId, token: ResumeToken) {
+        let Some(session) = self.by_id.get_mut(&sid) else { return };
+        self.by_token.remove(&session.token);
+        self.by_token.insert(token.clone(), sid);
+        session.token = token;
     }
 
     /// A socket opened; it waits for the directory's answer.
@@ -64,6 +83,7 @@ impl Sessions {
         if let Some(conn) = session.conn {
             self.by_conn.insert(conn, sid);
         }
+        self.by_token.insert(session.token.clone(), sid);
         self.by_id.insert(sid, session);
     }
 
@@ -103,6 +123,7 @@ impl Sessions {
     /// Takes a session out for good.
     pub fn remove(&mut self, sid: SessionId) -> Option<Session> {
         let session = self.by_id.remove(&sid)?;
+        self.by_token.remove(&session.token);
         if let Some(conn) = session.conn {
             self.by_conn.remove(&conn);
         }

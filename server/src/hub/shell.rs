@@ -9,6 +9,7 @@
 //! (see [`HubHandle::failed`]) instead of holding sockets open to broken state.
 
 use super::backend::Backend;
+use super::backend::Event;
 use super::config::HubConfig;
 use super::conn::{Conn, SendError};
 use super::core::{Counts, RandomIds};
@@ -16,8 +17,9 @@ use super::exporter::Metrics;
 use super::io::{Input, Metric, Output};
 use super::model::{ConnId, Frame};
 use super::node::{HubStats, Node};
+use crate::bans::{Ban, Bans};
 use matcher::Millis;
-use protocol::{Mode, ResumeToken, close};
+use protocol::{FrameOf, MatchId, Mode, ResumeToken, SessionId, close};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,10 +106,15 @@ struct ShellState {
 }
 
 impl HubHandle {
-    /// Starts the hub with the embedded in-memory backend.
+    /// Starts the hub with the embedded in-memory backend (and a ban set of its own).
     pub fn start(config: HubConfig) -> Self {
+        Self::start_in_memory(config, Default::default())
+    }
+
+    /// Starts the hub with the embedded in-memory backend, enforcing `bans`.
+    pub fn start_in_memory(config: HubConfig, bans: Arc<Bans>) -> Self {
         let matching = matcher::Config { interest_fallback: config.interest_fallback.as_millis() as Millis };
-        Self::start_with(config, Backend::memory(matching))
+        Self::start_with(config, Backend::memory(matching, bans))
     }
 
     /// Starts the hub on `backend`, and its timer task.
@@ -169,6 +176,38 @@ impl HubHandle {
     /// The rest of the cluster's sessions, for the online counts.
     pub fn set_other_nodes(&self, counts: protocol::OnlineCounts) -> Result<(), HubGone> {
         self.step(|st, now| st.node.handle(Input::OtherNodes(counts), now, &mut st.out)).map(drop)
+    }
+
+    /// The session that `token` names, with a live socket on this node, and its
+    /// current match: the sender of a sampled frame (see [`super::core::HubCore::frame_sender`]).
+    #[allow(clippy::type_complexity)]
+    pub fn frame_sender(
+        &self,
+        token: &ResumeToken,
+    ) -> Result<Option<Result<(SessionId, Option<MatchId>), ()>>, HubGone> {
+        self.step(|st, now| st.node.frame_sender(token, now)).map(|(found, _)| found)
+    }
+
+    /// A frame `session` sent was classified.
+    pub fn verdict(
+        &self,
+        session: SessionId,
+        of: FrameOf,
+        match_id: Option<MatchId>,
+        flagged: bool,
+    ) -> Result<(), HubGone> {
+        self.step(|st, now| st.node.handle(Input::Verdict { session, of, match_id, flagged }, now, &mut st.out))
+            .map(drop)
+    }
+
+    /// A ban issued elsewhere (an operator, another node): its address's sessions go.
+    pub fn banned(&self, ban: Ban) -> Result<(), HubGone> {
+        self.step(|st, now| st.node.handle(Input::Backend(Event::Banned(ban)), now, &mut st.out)).map(drop)
+    }
+
+    /// The ban set this hub enforces (shared with the accept loop).
+    pub fn bans(&self) -> Result<Arc<Bans>, HubGone> {
+        self.step(|st, _| st.node.bans().clone()).map(|(bans, _)| bans)
     }
 
     /// Tells every socket to reconnect (close 1012), for a graceful restart.

@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub last_match: Option<PastMatch>,
     pub reported: Vec<MatchId>,
     pub missed_left: Option<(MatchId, LeftReason)>,
+    /// Its own first video frame passed moderation (absent in older snapshots).
+    #[serde(default)]
+    pub cleared: bool,
 }
 
 /// [`State`] without the per-node timers.
@@ -70,6 +73,7 @@ impl Snapshot {
             last_match: session.last_match,
             reported: session.reported.clone(),
             missed_left: session.missed_left,
+            cleared: session.cleared,
         }
     }
 
@@ -98,6 +102,7 @@ impl Snapshot {
         };
         session.avoid = self.avoid;
         session.last_match = self.last_match;
+        session.cleared = self.cleared;
         session.reported = self.reported;
         session.missed_left = self.missed_left;
         session

@@ -218,16 +218,27 @@ impl Drop for NodeProcess {
 pub struct Haproxy {
     child: Child,
     pub addr: SocketAddr,
+    /// Its runtime API socket and ban ACL file (for `--haproxy-socket` and
+    /// `--haproxy-ban-file`), in a folder removed with it.
+    pub admin: std::path::PathBuf,
+    pub ban_file: std::path::PathBuf,
+    dir: std::path::PathBuf,
 }
 
 impl Haproxy {
     /// Starts it and waits until its health checks have found every node up.
     pub async fn start(nodes: [SocketAddr; 3]) -> Self {
         let addr = free_port();
+        let dir = std::env::temp_dir().join(format!("letsmeet-haproxy-{}-{}", std::process::id(), addr.port()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let (admin, ban_file) = (dir.join("admin.sock"), dir.join("banned.lst"));
+        std::fs::write(&ban_file, "").expect("an empty ban list");
         let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/haproxy.cfg");
         let child = Command::new("haproxy")
             .args(["-f", conf, "-db"])
             .env("LETSMEET_LB_BIND", addr.to_string())
+            .env("LETSMEET_LB_ADMIN", &admin)
+            .env("LETSMEET_LB_BANS", &ban_file)
             .env("LETSMEET_NODE1", nodes[0].to_string())
             .env("LETSMEET_NODE2", nodes[1].to_string())
             .env("LETSMEET_NODE3", nodes[2].to_string())
@@ -235,7 +246,7 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("haproxy (Debian package haproxy) is installed; scripts/install.sh installs it");
-        let lb = Self { child, addr };
+        let lb = Self { child, addr, admin, ban_file, dir };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !try_get(addr, "/healthz").await.starts_with("HTTP/1.1 200") {
             assert!(tokio::time::Instant::now() < deadline, "HAProxy never passed a request on");
@@ -277,6 +288,7 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,5 +1,5 @@
 use crate::components::{Logo, Notice, OnlineBadge};
-use crate::engine::{Author, Engine, Link, MediaProblem, Phase};
+use crate::engine::{Author, Engine, Link, MediaProblem, Phase, Veil};
 use crate::platform;
 use leptos::prelude::*;
 use protocol::{LeftReason, Mode, Preferences};
@@ -38,7 +38,10 @@ pub fn Chat() -> impl IntoView {
             <main
                 class="grid flex-1 grid-cols-[minmax(0,1fr)] gap-4 p-4 md:min-h-0"
                 class=("md:grid-cols-[minmax(0,1fr)_24rem]", video)
-                class=("mx-auto w-full max-w-3xl", move || !video())
+                // One class per toggle: the browser's classList takes no spaces.
+                class=("mx-auto", move || !video())
+                class=("w-full", move || !video())
+                class=("max-w-3xl", move || !video())
             >
                 <Show when=video>
                     <VideoStage />
@@ -138,6 +141,9 @@ fn VideoStage() -> impl IntoView {
     let engine = Engine::expect();
     let remote = NodeRef::<leptos::html::Video>::new();
     let local = NodeRef::<leptos::html::Video>::new();
+    let stage = NodeRef::<leptos::html::Section>::new();
+    // Moderation found the stranger's video may break the rules.
+    let veiled = move || engine.moderation.veil.get().hides();
     // Set when the browser refused to play the stranger's audio without a click
     // (e.g. after a reload): the video plays muted and a button offers the sound.
     let needs_unmute = RwSignal::new(false);
@@ -150,22 +156,34 @@ fn VideoStage() -> impl IntoView {
             platform::show_local_video(engine, &v);
         }
     });
+    on_cleanup(move || platform::forget_videos(engine));
     let overlay = move || match engine.chat.phase.get() {
         Phase::Connected => None,
         Phase::Waiting => Some(("Looking for someone…", "bg-yellow")),
         Phase::AskingMedia => Some(("Allow camera and microphone…", "bg-yellow")),
         Phase::Connecting => Some(("Connecting…", "bg-teal")),
         Phase::PeerReconnecting => Some(("Stranger is reconnecting…", "bg-yellow")),
+        Phase::PeerLeft(LeftReason::Banned) => Some(("Stranger was removed for breaking the rules.", "bg-coral")),
         Phase::PeerLeft(_) => Some(("Stranger has disconnected.", "bg-coral")),
         Phase::Blocked => Some(("You blocked this stranger.", "bg-coral")),
         Phase::Idle => Some(("Not chatting", "bg-paper")),
         Phase::Banned { .. } => Some(("Banned", "bg-coral")),
     };
     view! {
-        <section class="relative min-h-[45vh] overflow-hidden border-4 border-ink bg-ink shadow-hard-lg rounded-sm md:min-h-0" aria-label="Video">
+        <section
+            node_ref=stage
+            class="relative min-h-[45vh] overflow-hidden border-4 border-ink bg-ink shadow-hard-lg rounded-sm focus-ring md:min-h-0"
+            aria-label="Video"
+            tabindex="-1"
+        >
             <video
                 node_ref=remote
                 class="absolute inset-0 h-full w-full object-cover"
+                // Blurred hard and dimmed, scaled so the blur's soft edge stays outside.
+                class=("blur-3xl", veiled)
+                class=("brightness-50", veiled)
+                class=("scale-110", veiled)
+                data-hidden=move || veiled().then_some("true")
                 autoplay=true
                 playsinline=true
                 data-testid="remote-video"
@@ -178,6 +196,9 @@ fn VideoStage() -> impl IntoView {
                     </p>
                 </div>
             })}
+            <Show when=move || veiled() && overlay().is_none()>
+                <PeerHidden stage />
+            </Show>
             <Show when=move || needs_unmute.get()>
                 <button
                     type="button"
@@ -203,6 +224,58 @@ fn VideoStage() -> impl IntoView {
                 aria-label="Your camera (mirrored)"
             ></video>
         </section>
+    }
+}
+
+/// Over the stranger's blurred video: why it is hidden, "Show anyway" and "Report".
+/// It takes no focus when it appears (the user may be typing); it is announced.
+#[component]
+fn PeerHidden(stage: NodeRef<leptos::html::Section>) -> impl IntoView {
+    let engine = Engine::expect();
+    let show_button = NodeRef::<leptos::html::Button>::new();
+    let reported = move || matches!(engine.moderation.veil.get(), Veil::Hidden { reported: true });
+    let show_anyway = move |_| {
+        engine.show_anyway();
+        // The overlay goes with the focused button: keep focus on the video.
+        if let Some(stage) = stage.get_untracked() {
+            let _ = stage.focus();
+        }
+    };
+    let report = move |_| {
+        engine.report_hidden();
+        // The pressed button is now disabled: focus moves to the other choice.
+        if let Some(button) = show_button.get_untracked() {
+            let _ = button.focus();
+        }
+    };
+    view! {
+        <div class="absolute inset-0 flex items-center justify-center p-4" data-testid="peer-hidden">
+            <div class="max-w-sm border-2 border-ink bg-paper p-4 text-ink shadow-hard rounded-sm">
+                <p class="font-display text-lg font-extrabold" role="alert" aria-live="assertive">
+                    "This video was hidden because it may break the rules."
+                </p>
+                <div class="mt-3 flex flex-wrap gap-3">
+                    <button
+                        type="button"
+                        class="btn bg-paper text-ink"
+                        node_ref=show_button
+                        data-testid="show-anyway"
+                        on:click=show_anyway
+                    >
+                        "Show anyway"
+                    </button>
+                    <button
+                        type="button"
+                        class="btn btn-danger"
+                        data-testid="report-hidden"
+                        prop:disabled=reported
+                        on:click=report
+                    >
+                        {move || if reported() { "Reported" } else { "Report" }}
+                    </button>
+                </div>
+            </div>
+        </div>
     }
 }
 

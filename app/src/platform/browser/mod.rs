@@ -1,10 +1,12 @@
 //! The browser side of the platform seam.
 
 mod fallback;
+pub mod frames;
 pub mod media;
 pub mod socket;
 pub mod storage;
 
+pub use frames::{forget_videos, send_gate_frame, start_frames, stop_frames};
 pub use media::{
     DeviceWatch, acquire_then, active_device, apply_track_switches, devices, end_peer, on_signal, refresh_ice,
     release_local, start_peer, switch_device, watch_devices,
@@ -18,12 +20,13 @@ use leptos::web_sys::{HtmlElement, HtmlVideoElement};
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
-/// What the browser keeps for one engine: its signaling connection and its media.
-/// Cheap to clone.
+/// What the browser keeps for one engine: its signaling connection, its media and its
+/// moderation frame sampler. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Runtime {
     socket: Rc<socket::State>,
     media: Rc<media::State>,
+    frames: Rc<frames::State>,
 }
 
 /// The storage for the engine's [`Runtime`], which holds browser objects: the page's
@@ -32,8 +35,10 @@ pub type Local = LocalStorage;
 
 /// Shows the stranger's stream in `video` (when it changed). When the browser will not
 /// play its sound without a click (e.g. after a reload), it plays muted and
-/// `sound_blocked` is called.
+/// `sound_blocked` is called. Once it plays, moderation samples it (when the server
+/// moderates).
 pub fn show_remote_video(engine: Engine, video: &HtmlVideoElement, sound_blocked: impl Fn() + 'static) {
+    frames::remote_video(engine, video);
     let stream = media::remote_stream(engine);
     let changed = match (video.src_object(), stream.as_ref()) {
         (Some(old), Some(new)) => old.id() != new.id(),
@@ -48,19 +53,24 @@ pub fn show_remote_video(engine: Engine, video: &HtmlVideoElement, sound_blocked
         let v = video.clone();
         leptos::task::spawn_local(async move {
             let Ok(p) = v.play() else { return };
-            if wasm_bindgen_futures::JsFuture::from(p).await.is_err() {
+            let mut playing = wasm_bindgen_futures::JsFuture::from(p).await.is_ok();
+            if !playing {
                 v.set_muted(true);
                 sound_blocked();
                 if let Ok(p) = v.play() {
-                    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+                    playing = wasm_bindgen_futures::JsFuture::from(p).await.is_ok();
                 }
+            }
+            if playing {
+                frames::remote_playing(engine);
             }
         });
     }
 }
 
-/// Shows our own camera in `video`.
+/// Shows our own camera in `video` (moderation frames of our camera come from there).
 pub fn show_local_video(engine: Engine, video: &HtmlVideoElement) {
+    frames::local_video(engine, video);
     video.set_src_object(media::local_stream(engine).as_ref());
 }
 

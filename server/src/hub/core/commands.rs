@@ -7,7 +7,7 @@ use crate::hub::matches::{self, Named};
 use crate::hub::model::{Body, Parting, State};
 use crate::hub::timers::Due;
 use matcher::Millis;
-use protocol::{ErrorCode, LeftReason, MatchId, Preferences, ReportReason, ServerMsg, SessionId};
+use protocol::{ErrorCode, LeftReason, MatchId, Preferences, ServerMsg, SessionId};
 
 impl HubCore {
     pub(super) fn command(&mut self, sid: SessionId, cmd: Command) {
@@ -114,18 +114,6 @@ impl HubCore {
             self.error(sid, ErrorCode::StaleMatch, "that match is not your current or last one", Some(match_id));
         }
         found
-    }
-
-    pub(super) fn report(&mut self, sid: SessionId, match_id: MatchId, reason: ReportReason) {
-        let Some(named) = self.named(sid, match_id) else {
-            return;
-        };
-        let now = self.now;
-        let session = self.sessions.get_mut(sid).expect("named found the session");
-        if let Some(count) = self.moderation.report(session, match_id, named.peer_ip, now) {
-            self.metric(Metric::Report);
-            tracing::info!(reporter = %sid, reported = %named.peer, ?reason, reports = count, "report");
-        }
     }
 
     pub(super) fn block(&mut self, sid: SessionId, match_id: MatchId) {

@@ -99,11 +99,11 @@ impl HubCore {
     /// gets a new one here, and the one it presented stops working (the directory
     /// keeps one token per session).
     pub(super) fn welcome(&mut self, sid: SessionId, resumed: bool) {
-        let fresh = resumed.then(|| ResumeToken(self.ids.next_id()));
-        let session = self.sessions.get_mut(sid).expect("welcoming a session of this node");
-        if let Some(token) = fresh {
-            session.token = token;
+        if resumed {
+            let fresh = ResumeToken(self.ids.next_id());
+            self.sessions.set_token(sid, fresh);
         }
+        let session = self.sessions.get(sid).expect("welcoming a session of this node");
         let (token, ip, country) = (session.token.clone(), session.ip, session.country.clone());
         self.request(Request::Register { session: sid, token: token.clone(), ip });
         self.touch(sid);
@@ -117,6 +117,7 @@ impl HubCore {
             online: self.online_counts(),
             relay: self.config.ice.has_turn(),
             country,
+            moderation: self.config.moderation.clone(),
         };
         self.send(sid, &welcome);
     }

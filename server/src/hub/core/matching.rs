@@ -9,8 +9,12 @@ use matcher::Millis;
 use protocol::{LeftReason, MatchId, Role, ServerMsg, SessionId};
 
 impl HubCore {
-    /// Puts a queued session's ticket into matchmaking.
+    /// Puts a queued session's ticket into matchmaking (with the video gate on, once
+    /// its camera has passed: see `safety`).
     pub(super) fn submit(&mut self, sid: SessionId, since: Millis) {
+        if self.gated(sid) {
+            return;
+        }
         let now = self.now;
         let session = self.sessions.get_mut(sid).expect("submitting a session of this node");
         let ticket = matches::ticket(sid, session, now);

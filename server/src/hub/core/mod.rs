@@ -17,6 +17,7 @@ mod connections;
 mod deadlines;
 mod delivery;
 mod matching;
+mod safety;
 
 use super::backend::{Event, Request};
 use super::config::HubConfig;
@@ -32,6 +33,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use uuid::Uuid;
+
+/// Sampled frames one session may send for moderation: a burst of 6, then one every
+/// 2 s (clients send one every 5–15 s on average: their own camera and the stranger's).
+pub const FRAME_RATE: super::budget::Rate = super::budget::Rate::one_every(2, 6);
 
 /// Where session ids, match ids and resume tokens come from.
 pub trait IdSource: Send {
@@ -154,6 +159,7 @@ impl HubCore {
                 }
             }
             Input::OtherNodes(counts) => self.others = counts,
+            Input::Verdict { session, of, match_id, flagged } => self.verdict(session, of, match_id, flagged),
             Input::Timer => {
                 while let Some(sid) = self.sessions.expired(self.now) {
                     self.expire(sid);
@@ -172,6 +178,7 @@ impl HubCore {
             }
             Input::Backend(Event::Paired(p)) => self.paired(p),
             Input::Backend(Event::Evicted { session }) => self.evict(session),
+            Input::Backend(Event::Banned(ban)) => self.banned(ban),
         }
         self.save_dirty();
         self.push_online();
@@ -220,6 +227,22 @@ impl HubCore {
     /// Pending per-side deadlines.
     pub fn deadlines(&self) -> usize {
         self.timers.len()
+    }
+
+    /// The session whose current resume token is `token`, if it has a live socket
+    /// here, and its current match: the sender of a sampled frame. `Err(())` when that
+    /// session has sent frames faster than [`FRAME_RATE`] (the frame is not scored).
+    pub fn frame_sender(
+        &mut self,
+        token: &protocol::ResumeToken,
+        now: Millis,
+    ) -> Option<Result<(SessionId, Option<MatchId>), ()>> {
+        let sid = self.sessions.of_token(token)?;
+        let session = self.sessions.get_mut(sid).filter(|s| s.conn.is_some())?;
+        if !session.frames.spend(FRAME_RATE, now.max(self.now)) {
+            return Some(Err(()));
+        }
+        Some(Ok((sid, session.current_match().map(|side| side.id))))
     }
 
     /// Reports counted so far.

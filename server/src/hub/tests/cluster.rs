@@ -127,13 +127,15 @@ impl Pairing {
             deliveries: vec![VecDeque::new(); 2],
             pairs: vec![VecDeque::new(); 2],
         }));
+        let bans = Arc::new(crate::bans::Bans::default());
         let nodes = (0..2)
             .map(|n| {
-                let backend = Backend {
-                    directory: Box::new(View(world.clone(), n)),
-                    bus: Box::new(View(world.clone(), n)),
-                    matchmaking: Box::new(View(world.clone(), n)),
-                };
+                let backend = Backend::new(
+                    Box::new(View(world.clone(), n)),
+                    Box::new(View(world.clone(), n)),
+                    Box::new(View(world.clone(), n)),
+                    bans.clone(),
+                );
                 // Each node makes its own ids: far apart, so they never collide.
                 Node::new(config.clone(), backend, Box::new(SeqIds(n as u128 * 1_000_000)), UNIX_AT_ZERO)
             })

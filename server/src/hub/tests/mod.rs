@@ -60,7 +60,7 @@ fn ip(last: u8) -> IpAddr {
 impl Harness {
     fn new(config: HubConfig) -> Self {
         let matching = matcher::Config { interest_fallback: config.interest_fallback.as_millis() as Millis };
-        let node = Node::new(config, Backend::memory(matching), Box::new(SeqIds(0)), UNIX_AT_ZERO);
+        let node = Node::new(config, Backend::memory(matching, Default::default()), Box::new(SeqIds(0)), UNIX_AT_ZERO);
         Self {
             node,
             now: 0,

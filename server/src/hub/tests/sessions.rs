@@ -17,13 +17,23 @@ fn turn_credentials_come_with_matched_only_from_the_injected_clock() {
     let mut h = Harness::new(HubConfig { ice, ..HubConfig::default() });
     h.advance(10_000);
     let (conn, welcome) = h.open(ip(1), None);
-    let ServerMsg::Welcome { session_id, resume_token, resumed, ice_servers, online, protocol, relay, country } =
-        welcome
+    let ServerMsg::Welcome {
+        session_id,
+        resume_token,
+        resumed,
+        ice_servers,
+        online,
+        protocol,
+        relay,
+        country,
+        moderation,
+    } = welcome
     else {
         panic!()
     };
     assert_eq!((protocol, resumed, online, relay), (1, false, OnlineCounts { count: 1, chatting: 0 }, true));
     assert_eq!(country, None, "the IP database does not know this address");
+    assert_eq!(moderation, None, "no moderation: no frames asked for");
     assert_ne!(session_id.0, resume_token.0, "the token is not the session id");
     // A socket that never joins collects no TURN credentials: STUN only.
     assert_eq!(ice_servers.len(), 1);

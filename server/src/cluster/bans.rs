@@ -1,0 +1,201 @@
+//! The ban set, shared through Redis: a ban issued on any node is enforced by every
+//! node within a second, and survives their restarts.
+//!
+//! Schema (beside `matcher::store`'s):
+//! - `lm:ban:{key}`: the ban as JSON, expiring when its strike is forgotten (the
+//!   policy's memory after it was issued);
+//! - `lm:bans`: the set of keys with a record, for loading them all;
+//! - `lm:bans:log`: a stream of changes (`op` "add" with the ban, or "lift" with the
+//!   key; `node`: who wrote it), capped at ~10,000 entries.
+//!
+//! Each node writes its own bans and lifts (issued by its hub or its operator), follows
+//! the stream with a blocking read from the last id it saw, so a change reaches it in
+//! milliseconds and none is missed across a reconnect, and loads every record at start
+//! and every [`SYNC_EVERY`]. A ban this node holds that Redis lost (restarted empty) is
+//! written back by that sync.
+
+use crate::bans::{Ban, Bans, Change, unix_ms};
+use crate::hub::HubHandle;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+const LOG: &str = "lm:bans:log";
+const SET: &str = "lm:bans";
+const LOG_CAP: usize = 10_000;
+/// How often every record is loaded (and lost ones written back).
+pub const SYNC_EVERY: Duration = Duration::from_secs(10);
+/// How long a read of the change stream blocks in Redis.
+const READ_BLOCK_MS: usize = 500;
+
+fn record_key(key: IpAddr) -> String {
+    format!("lm:ban:{key}")
+}
+
+/// Starts the tasks that keep `bans` shared; after the first load (so a node that
+/// starts enforces the bans in force before it accepts anyone).
+pub async fn start(client: redis::Client, bans: Arc<Bans>, hub: HubHandle, node: String) -> anyhow::Result<()> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(3)))
+        .set_connection_timeout(Some(Duration::from_secs(2)));
+    let mut con = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+    let last = last_id(&mut con).await?;
+    load(&mut con, &bans).await?;
+    let follower = ConnectionManager::new_with_config(client, config).await?;
+    tokio::spawn(write(con.clone(), bans.clone(), hub.clone(), node.clone()));
+    tokio::spawn(follow(follower, bans.clone(), hub.clone(), node, last));
+    tokio::spawn(resync(con, bans, hub));
+    Ok(())
+}
+
+/// The id of the stream's last entry ("0-0" when empty).
+async fn last_id(con: &mut ConnectionManager) -> redis::RedisResult<String> {
+    let last: redis::streams::StreamRangeReply = con.xrevrange_count(LOG, "+", "-", 1).await?;
+    Ok(last.ids.first().map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
+}
+
+/// Loads every record into `bans`; writes back the active bans Redis does not hold.
+async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()> {
+    let keys: Vec<String> = con.smembers(SET).await?;
+    let now = unix_ms();
+    let mut held = std::collections::HashSet::new();
+    if !keys.is_empty() {
+        let records: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys.iter().map(|k| format!("lm:ban:{k}")).collect::<Vec<_>>())
+            .query_async(con)
+            .await?;
+        let mut gone = Vec::new();
+        for (key, record) in keys.iter().zip(records) {
+            match record.and_then(|r| serde_json::from_str::<Ban>(&r).ok()) {
+                Some(ban) => {
+                    held.insert(ban.key);
+                    bans.learn(ban, now);
+                }
+                None => gone.push(key.clone()),
+            }
+        }
+        if !gone.is_empty() {
+            let _: () = con.srem(SET, gone).await?;
+        }
+    }
+    let lost: Vec<Ban> = bans.list(now).into_iter().filter(|b| !held.contains(&b.key)).collect();
+    if !lost.is_empty() {
+        tracing::info!(bans = lost.len(), "writing back bans Redis lost");
+        let mut pipe = redis::pipe();
+        for ban in &lost {
+            store(&mut pipe, ban, bans.policy().memory);
+        }
+        pipe.query_async::<()>(con).await?;
+    }
+    Ok(())
+}
+
+/// Adds the commands that store `ban` to `pipe`.
+fn store(pipe: &mut redis::Pipeline, ban: &Ban, memory: Duration) {
+    let json = serde_json::to_string(ban).expect("a ban serializes");
+    let expires = ban.since_ms.saturating_add(memory.as_millis() as u64).max(ban.until_ms);
+    pipe.cmd("SET").arg(record_key(ban.key)).arg(&json).arg("PXAT").arg(expires).ignore();
+    pipe.sadd(SET, ban.key.to_string()).ignore();
+}
+
+/// Writes this node's bans and lifts, until the hub stops.
+async fn write(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, node: String) {
+    let mut changes = bans.subscribe();
+    loop {
+        let change = tokio::select! {
+            _ = hub.failed() => return,
+            change = changes.recv() => change,
+        };
+        let mut pipe = redis::pipe();
+        match change {
+            Ok(Change::Added { ban, local: true }) => {
+                store(&mut pipe, &ban, bans.policy().memory);
+                let json = serde_json::to_string(&ban).expect("a ban serializes");
+                let log = [("op", "add"), ("node", node.as_str()), ("ban", json.as_str())];
+                pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
+            }
+            Ok(Change::Lifted { key, local: true }) => {
+                pipe.del(record_key(key)).ignore().srem(SET, key.to_string()).ignore();
+                let key = key.to_string();
+                let log = [("op", "lift"), ("node", node.as_str()), ("key", key.as_str())];
+                pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
+            }
+            Ok(_) => continue,
+            // Missed changes: the next resync writes back whatever Redis lacks.
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("{n} ban changes were not written to Redis; the next sync writes them");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        }
+        // A ban matters: retry through a short outage (the resync would, later).
+        for attempt in 0..5 {
+            match pipe.query_async::<()>(&mut con).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!("cannot write a ban change to Redis ({e}), attempt {}", attempt + 1);
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Follows the change stream from `last`, applying other nodes' changes.
+async fn follow(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, node: String, mut last: String) {
+    let options = StreamReadOptions::default().block(READ_BLOCK_MS).count(256);
+    loop {
+        let ids = [last.clone()];
+        let read = tokio::select! {
+            _ = hub.failed() => return,
+            read = con.xread_options::<_, _, Option<StreamReadReply>>(&[LOG], &ids, &options) => read,
+        };
+        let reply = match read {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::debug!("reading ban changes: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            last = entry.id.clone();
+            let field = |name: &str| entry.get::<String>(name);
+            if field("node").as_deref() == Some(node.as_str()) {
+                continue;
+            }
+            match field("op").as_deref() {
+                Some("add") => {
+                    if let Some(ban) = field("ban").and_then(|j| serde_json::from_str::<Ban>(&j).ok()) {
+                        bans.learn(ban, unix_ms());
+                    }
+                }
+                Some("lift") => {
+                    if let Some(key) = field("key").and_then(|k| k.parse::<IpAddr>().ok()) {
+                        bans.lift(key, false, unix_ms());
+                    }
+                }
+                _ => tracing::debug!(id = %entry.id, "an unknown entry in the ban log"),
+            }
+        }
+    }
+}
+
+/// Loads every record every [`SYNC_EVERY`], until the hub stops.
+async fn resync(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle) {
+    let mut tick = tokio::time::interval(SYNC_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = hub.failed() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = load(&mut con, &bans).await {
+            tracing::debug!("ban sync: {e}");
+        }
+    }
+}
