@@ -583,3 +583,119 @@ async fn redis_frozen_past_the_lease_pairs_nobody_twice() {
     one.stop().await;
     two.stop().await;
 }
+
+/// Whether a plain request from `from` to `to` gets any answer: a banned address is
+/// closed (by a node at accept, by HAProxy at its first packet) before any byte of one.
+async fn answered(from: [u8; 4], to: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = common::try_tcp_from(from, to).await else { return false };
+    let _ = tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+    !answer.is_empty()
+}
+
+/// Polls until `from` is refused by `to` (or, with `refused` false, answered again);
+/// how long that took.
+async fn until_refused(from: [u8; 4], to: std::net::SocketAddr, refused: bool, since: Instant) -> Duration {
+    while answered(from, to).await == refused {
+        assert!(since.elapsed() < Duration::from_secs(10), "{to} never changed its mind about {from:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    since.elapsed()
+}
+
+/// One command on HAProxy's runtime API socket; its answer.
+async fn haproxy_api(socket: &std::path::Path, command: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::UnixStream::connect(socket).await else { return String::new() };
+    let _ = s.write_all(format!("{command}\n").as_bytes()).await;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer).await;
+    answer
+}
+
+/// The `dcon` column (connections denied by `tcp-request connection` rules) of the
+/// `letsmeet` frontend in `show stat`'s CSV.
+fn frontend_denied(stat: &str) -> u64 {
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
+    let column = header.iter().position(|h| *h == "dcon").expect("show stat has dcon");
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"letsmeet") && f.get(1) == Some(&"FRONTEND"))
+        .and_then(|f| f.get(column)?.parse().ok())
+        .expect("the letsmeet frontend's row")
+}
+
+async fn admin(node: &NodeProcess, method: &str, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(node.metrics).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer secret\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn a_ban_on_one_node_is_enforced_by_every_node_and_by_haproxy_within_a_second() {
+    let redis = Redis::start().await;
+    let files = Haproxy::files();
+    let (admin_sock, ban_file) = (files.admin.to_str().unwrap(), files.ban_file.to_str().unwrap());
+    let behind = ["--trusted-proxies", "127.0.0.1", "--admin-token", "secret"];
+    let syncing = [&behind[..], &["--haproxy-socket", admin_sock, "--haproxy-ban-file", ban_file]].concat();
+    let one = NodeProcess::start(&redis, &syncing).await;
+    let two = NodeProcess::start(&redis, &behind).await;
+    let three = NodeProcess::start(&redis, &behind).await;
+    let lb = Haproxy::start_with(files.clone(), [one.addr, two.addr, three.addr]).await;
+    let who = [127, 0, 7, 7];
+    let mut c = common::Client::connect_from(who, two.addr).await;
+    assert!(answered(who, three.addr).await && answered(who, lb.addr).await);
+
+    let issued = Instant::now();
+    let answer = admin(&one, "POST", "/admin/bans", r#"{"address":"127.0.7.7","reason":"test ban"}"#).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    // The session on node two is ended, and nodes two and three refuse the address.
+    let ServerMsg::Banned { reason, .. } = c.recv().await else { panic!("banned on node two") };
+    assert_eq!(reason, "test ban");
+    assert_eq!(c.expect_close().await, protocol::close::BANNED);
+    let to_two = until_refused(who, two.addr, true, issued).await;
+    let to_three = until_refused(who, three.addr, true, issued).await;
+    // HAProxy's own ACL holds it (its runtime API says so), and the list file too.
+    let acl = format!("show acl {ban_file}");
+    while !haproxy_api(&files.admin, &acl).await.contains("127.0.7.7") {
+        assert!(issued.elapsed() < Duration::from_secs(5), "HAProxy's ACL never got the ban");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let to_haproxy = issued.elapsed();
+    println!("ban propagation: node two {to_two:?}, node three {to_three:?}, HAProxy's ACL {to_haproxy:?}");
+    for (what, took) in [("node two", to_two), ("node three", to_three), ("HAProxy", to_haproxy)] {
+        assert!(took < Duration::from_secs(1), "{what} took {took:?}");
+    }
+    assert!(std::fs::read_to_string(&files.ban_file).unwrap().lines().any(|l| l == "127.0.7.7"), "the file keeps it");
+    // Refused by HAProxy itself: its frontend counts the connection as denied, and no
+    // node sees it.
+    let denied = || async { frontend_denied(&haproxy_api(&files.admin, "show stat").await) };
+    let before = denied().await;
+    assert!(!answered(who, lb.addr).await);
+    assert_eq!(denied().await, before + 1, "HAProxy's tcp-request rule refused it");
+    assert!(answered([127, 0, 7, 8], lb.addr).await, "others pass");
+
+    // A node started later enforces the bans in force from its first connection.
+    let four = NodeProcess::start(&redis, &behind).await;
+    assert!(!answered(who, four.addr).await, "a new node loaded the ban set");
+
+    // Lifted on node one: everyone lets the address in again.
+    let lifted = Instant::now();
+    assert!(admin(&one, "DELETE", "/admin/bans/127.0.7.7", "").await.starts_with("HTTP/1.1 200"));
+    for to in [two.addr, three.addr, four.addr, lb.addr] {
+        let took = until_refused(who, to, false, lifted).await;
+        assert!(took < Duration::from_secs(1), "{to} took {took:?} to let the address in again");
+    }
+    assert!(!std::fs::read_to_string(&files.ban_file).unwrap().contains("127.0.7.7"));
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Client, TestServer, WAIT, tcp_from};
+use common::{Client, TestServer, WAIT, try_tcp_from};
 use protocol::{ClientMsg, FrameOf, LeftReason, MatchId, Mode, ReportReason, ServerMsg, close};
 use server::config::ModerationMode;
 use std::net::SocketAddr;
@@ -38,7 +38,7 @@ fn moderated(gate: bool) -> server::Config {
 /// A raw HTTP request from the loopback address `from`: (status, body). Status 0 when
 /// the connection closed before any byte of a response.
 async fn request(from: [u8; 4], to: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
-    let mut tcp = tcp_from(from, to).await;
+    let Ok(mut tcp) = try_tcp_from(from, to).await else { return (0, String::new()) };
     let sent = async {
         tcp.write_all(head.as_bytes()).await?;
         tcp.write_all(body).await

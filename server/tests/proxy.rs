@@ -6,54 +6,13 @@ mod common;
 
 use common::{Client, TestServer, WAIT, config, http_get, tcp_from};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::MaybeTlsStream;
 
-/// HAProxy running the deployment's file, stopped when dropped.
-struct Haproxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Haproxy {
-    /// Starts HAProxy in front of `node` and waits until its health check has found
-    /// the node up (a request through it is answered).
-    async fn start(node: SocketAddr) -> Self {
-        let addr = free_port();
-        let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/haproxy.cfg");
-        let child = Command::new("haproxy")
-            .args(["-f", conf, "-db"])
-            .env("LETSMEET_LB_BIND", addr.to_string())
-            .env("LETSMEET_NODE1", node.to_string())
-            .env("LETSMEET_NODE2", node.to_string())
-            .env("LETSMEET_NODE3", node.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (Debian package haproxy) is installed; scripts/install.sh installs it");
-        let haproxy = Self { child, addr };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if get_from([127, 0, 0, 9], addr, "/healthz").await.starts_with("HTTP/1.1 200") {
-                return haproxy;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "HAProxy never passed a request to the node");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+/// HAProxy running the deployment's file in front of `node` alone.
+async fn haproxy(node: SocketAddr) -> common::cluster::Haproxy {
+    common::cluster::Haproxy::start([node, node, node]).await
 }
 
 /// One `GET` from the loopback address `from`; the whole response, or "" if the
@@ -94,7 +53,7 @@ async fn behind_haproxy_each_client_is_capped_by_its_own_address() {
     c.max_conn_per_ip = 2;
     c.max_sockets_per_ip = Some(2);
     let server = TestServer::start(c).await;
-    let lb = Haproxy::start(server.addr).await;
+    let lb = haproxy(server.addr).await;
 
     // Every connection reaches the node from 127.0.0.1 (HAProxy), yet the cap counts
     // the clients behind it: two from 127.0.0.2 are in, a third is not; 127.0.0.3 is
@@ -129,11 +88,35 @@ async fn only_a_trusted_balancer_is_believed_and_it_must_send_a_header() {
 }
 
 #[tokio::test]
+async fn behind_the_balancer_a_banned_client_is_closed_right_after_its_header() {
+    let server = TestServer::start(trusting_loopback_balancer()).await;
+    let banned: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+    let other: SocketAddr = "198.51.100.8:5000".parse().unwrap();
+    let bans = server.hub.bans().unwrap();
+    let order = server::bans::BanOrder {
+        ip: banned.ip(),
+        kind: server::bans::BanKind::Admin,
+        reason: "test".into(),
+        duration: None,
+    };
+    bans.issue(order, server::bans::unix_ms());
+    let refused =
+        health_after([127, 0, 0, 1], server.addr, &header(ppp::v2::Command::Proxy, (banned, server.addr))).await;
+    assert_eq!(refused, "", "closed after the header, before any byte of a response");
+    let served =
+        health_after([127, 0, 0, 1], server.addr, &header(ppp::v2::Command::Proxy, (other, server.addr))).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served:?}");
+    let metrics = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    assert!(metrics.contains("letsmeet_banned_connections_refused_total 1"), "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_draining_node_fails_its_health_check_then_closes_its_sockets_with_1012() {
     let mut c = trusting_loopback_balancer();
     c.drain_delay_secs = 1.5;
     let mut server = TestServer::start(c).await;
-    let lb = Haproxy::start(server.addr).await;
+    let lb = haproxy(server.addr).await;
     let mut client = ws_from([127, 0, 0, 2], lb.addr).await.expect("in through HAProxy");
 
     let began = tokio::time::Instant::now();

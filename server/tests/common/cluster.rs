@@ -214,25 +214,45 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Paths of a balancer's runtime API socket and ban list, in a folder of its own.
+#[derive(Clone, Debug)]
+pub struct HaproxyFiles {
+    pub admin: PathBuf,
+    pub ban_file: PathBuf,
+    dir: PathBuf,
+}
+
 /// HAProxy running `deploy/haproxy.cfg` in front of three nodes, stopped when dropped.
 pub struct Haproxy {
     child: Child,
     pub addr: SocketAddr,
     /// Its runtime API socket and ban ACL file (for `--haproxy-socket` and
     /// `--haproxy-ban-file`), in a folder removed with it.
-    pub admin: std::path::PathBuf,
-    pub ban_file: std::path::PathBuf,
-    dir: std::path::PathBuf,
+    pub admin: PathBuf,
+    pub ban_file: PathBuf,
+    dir: PathBuf,
 }
 
 impl Haproxy {
+    /// Where a balancer will keep its runtime API socket and ban list (created empty),
+    /// for the nodes' flags, before it starts.
+    pub fn files() -> HaproxyFiles {
+        let dir = std::env::temp_dir().join(format!("letsmeet-haproxy-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let files = HaproxyFiles { admin: dir.join("admin.sock"), ban_file: dir.join("banned.lst"), dir };
+        std::fs::write(&files.ban_file, "").expect("an empty ban list");
+        files
+    }
+
     /// Starts it and waits until its health checks have found every node up.
     pub async fn start(nodes: [SocketAddr; 3]) -> Self {
+        Self::start_with(Self::files(), nodes).await
+    }
+
+    /// [`Haproxy::start`] with its files made beforehand.
+    pub async fn start_with(files: HaproxyFiles, nodes: [SocketAddr; 3]) -> Self {
         let addr = free_port();
-        let dir = std::env::temp_dir().join(format!("letsmeet-haproxy-{}-{}", std::process::id(), addr.port()));
-        std::fs::create_dir_all(&dir).expect("a temporary folder");
-        let (admin, ban_file) = (dir.join("admin.sock"), dir.join("banned.lst"));
-        std::fs::write(&ban_file, "").expect("an empty ban list");
+        let HaproxyFiles { admin, ban_file, dir } = files;
         let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/haproxy.cfg");
         let child = Command::new("haproxy")
             .args(["-f", conf, "-db"])

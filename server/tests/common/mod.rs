@@ -154,9 +154,14 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A TCP connection to `to` from the loopback address `from`.
 pub async fn tcp_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((from, 0))).expect("bind a loopback source address");
-    socket.connect(to).await.expect("connect")
+    try_tcp_from(from, to).await.expect("connect")
+}
+
+/// [`tcp_from`], which may fail (a balancer refusing the address resets it at once).
+pub async fn try_tcp_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(to).await
 }
 
 /// A protocol client that has received its `welcome`.
