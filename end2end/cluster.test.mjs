@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { startServer, freePort, accepts, root } from './lib/server.mjs';
 import { launch, openHydrated } from './lib/browser.mjs';
@@ -37,8 +38,12 @@ async function listening(port, what) {
 async function haproxyFor(nodePort) {
   const port = await freePort();
   const node = `127.0.0.1:${nodePort}`;
+  // Its runtime API socket and (empty) ban list, in a folder of its own.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'letsmeet-haproxy-'));
+  writeFileSync(path.join(dir, 'banned.lst'), '');
   run('haproxy', ['-f', path.join(root, 'deploy', 'haproxy.cfg'), '-db'], {
     LETSMEET_LB_BIND: `127.0.0.1:${port}`, LETSMEET_NODE1: node, LETSMEET_NODE2: node, LETSMEET_NODE3: node,
+    LETSMEET_LB_ADMIN: path.join(dir, 'admin.sock'), LETSMEET_LB_BANS: path.join(dir, 'banned.lst'),
   });
   await listening(port, 'HAProxy');
   // Up once its health check (through the PROXY header) has passed.

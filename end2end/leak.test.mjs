@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
-import { launch, openHydrated } from './lib/browser.mjs';
+import { launch, openHydrated, startVideo, waitPhase } from './lib/browser.mjs';
 
 const ROUNDS = Number(process.env.LEAK_ROUNDS ?? 100);
 const WARMUP = 10;
@@ -58,15 +58,6 @@ async function user() {
   return { browser: b, page, cdp };
 }
 
-async function start(page) {
-  await page.click('label[for="mode-video"]');
-  if (!(await page.isChecked('#terms'))) await page.check('#terms');
-  await page.click('[data-testid="start"]');
-  await page.waitForSelector('[data-testid="chat"]');
-}
-
-const waitPhase = (page, p, timeout = 20_000) =>
-  page.waitForSelector(`[data-testid="chat"][data-phase="${p}"]`, { timeout });
 
 /** Remote video is decoding on `page`. */
 const videoFlows = (page) =>
@@ -91,9 +82,9 @@ async function measure({ page, cdp }) {
 test(`${ROUNDS} Next presses leave nothing behind`, async () => {
   const a = await user();
   const b = await user();
-  await start(a.page);
+  await startVideo(a.page);
   await waitPhase(a.page, 'waiting');
-  await start(b.page);
+  await startVideo(b.page);
   await Promise.all([videoFlows(a.page), videoFlows(b.page)]);
 
   let warm;

@@ -8,8 +8,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startServer, metricValue } from './lib/server.mjs';
-import { launch, openHydrated, resultsDir } from './lib/browser.mjs';
+import { launch, openHydrated, resultsDir, startVideo, waitPhase } from './lib/browser.mjs';
 import { redCamera } from './lib/y4m.mjs';
+import { forwardFrom } from './lib/forward.mjs';
 
 // The test classifier, and frames often enough for a test: the first within 0.8 s of
 // a match, then every 1.5–2.5 s.
@@ -35,7 +36,10 @@ async function moderatedServer(extra = []) {
   return server;
 }
 
-/** A browser on the server's page; `welcomes` collects the `welcome` messages it gets. */
+/**
+ * A browser on the server's page (or on `opts.url`, a forwarder's); `welcomes` collects
+ * the `welcome` messages it gets.
+ */
 async function user(server, opts = {}) {
   const b = await launch(opts);
   browsers.push(b);
@@ -47,7 +51,7 @@ async function user(server, opts = {}) {
       if (msg.type === 'welcome') welcomes.push(msg);
     } catch { /* not ours to judge */ }
   }));
-  await openHydrated(page, server.url);
+  await openHydrated(page, opts.url ?? server.url);
   return { browser: b, page, welcomes };
 }
 
@@ -57,15 +61,6 @@ async function planOf(u) {
   return u.welcomes[0].moderation;
 }
 
-async function start(page) {
-  await page.click('label[for="mode-video"]');
-  if (!(await page.isChecked('#terms'))) await page.check('#terms');
-  await page.click('[data-testid="start"]');
-  await page.waitForSelector('[data-testid="chat"]');
-}
-
-const waitPhase = (page, p, timeout = 20_000) =>
-  page.waitForSelector(`[data-testid="chat"][data-phase="${p}"]`, { timeout });
 
 /** Waits until the stranger's video decodes frames. */
 const remoteVideoPlays = (page) =>
@@ -116,9 +111,9 @@ test('frames of both cameras reach the classifier during a video call', async ()
   assert.equal(plan.first_ms, 800);
   assert.deepEqual(plan.every_ms, [1500, 2500]);
 
-  await start(a.page);
+  await startVideo(a.page);
   await waitPhase(a.page, 'waiting');
-  await start(b.page);
+  await startVideo(b.page);
   await Promise.all([waitPhase(a.page, 'connected'), waitPhase(b.page, 'connected')]);
   await Promise.all([remoteVideoPlays(a.page), remoteVideoPlays(b.page)]);
 
@@ -175,9 +170,9 @@ test('a stranger whose frame is flagged is blurred, with Show anyway and Report'
     return route.fulfill({ status: 200, contentType: 'application/json', body: '{"flagged":true}' });
   });
 
-  await start(a.page);
+  await startVideo(a.page);
   await waitPhase(a.page, 'waiting');
-  await start(b.page);
+  await startVideo(b.page);
   await Promise.all([waitPhase(a.page, 'connected'), waitPhase(b.page, 'connected')]);
   await remoteVideoPlays(b.page);
 
@@ -228,21 +223,23 @@ test('a stranger whose frame is flagged is blurred, with Show anyway and Report'
 });
 
 test('a camera that breaks the rules gets its address banned, and the stranger is told why', async () => {
-  const server = await moderatedServer();
+  // Without the gate: with it, the red camera's first frame would ban it before it met
+  // anyone (the server's other tests cover that); here it meets b first.
+  const server = await moderatedServer(['--moderation-gate', 'false']);
   const red = redCamera();
   files.push(red);
+  // Each browser reaches the server from its own address (a ban is per address).
+  const [viaA, viaB] = [await forwardFrom('127.0.0.21', server.port), await forwardFrom('127.0.0.22', server.port)];
+  files.push({ remove: () => { viaA.close(); viaB.close(); } });
   // b (the default fake camera) waits first; a, whose camera shows only red, joins.
-  const b = await user(server);
-  await start(b.page);
+  const b = await user(server, { url: viaB.url });
+  await startVideo(b.page);
   await waitPhase(b.page, 'waiting');
-  const a = await user(server, { cameraFile: red.file });
-  // With the gate on, a red camera would never be paired at all (its first frame is
-  // never clean), and b would have nobody to be told about.
-  assert.equal((await planOf(a))?.gate, false, 'this scenario needs a server without the gate');
-  await start(a.page);
+  const a = await user(server, { cameraFile: red.file, url: viaA.url });
+  assert.equal((await planOf(a))?.gate, false);
+  await startVideo(a.page);
 
-  // b's check comes first, on the socket b already has: both browsers are on
-  // 127.0.0.1, so the ban refuses b's new connections too.
+  // b is told, in the status line, the chat log and on the video.
   await b.page.waitForSelector(
     '[data-testid="status"]:has-text("Stranger was removed for breaking the rules.")',
     { timeout: 30_000 },
@@ -258,13 +255,19 @@ test('a camera that breaks the rules gets its address banned, and the stranger i
   await a.page.screenshot({ path: path.join(resultsDir, 'moderation-banned.png') });
   const counts = await frameCounts(server);
   assert.ok(counts.flagged >= 1, `the red camera was flagged: ${JSON.stringify(counts)}`);
+  const bans = metricValue(await server.metrics(), 'letsmeet_bans_total', { kind: 'model' });
+  assert.equal(bans, 1, 'one ban, of a');
 
-  // The address is refused at TCP accept: a reload of a cannot reach the server...
+  // a's address is refused at TCP accept: a reload cannot reach the server, nor can a
+  // brand-new browser from that address...
   await assert.rejects(a.page.reload({ timeout: 15_000 }), /net::ERR_/, 'a reload of a banned page');
-  // ...and neither can a brand-new browser on the same address (no pooled connection).
   const fresh = await launch();
   browsers.push(fresh);
-  await assert.rejects((await fresh.newPage()).goto(server.url, { timeout: 15_000 }), /net::ERR_/);
+  await assert.rejects((await fresh.newPage()).goto(viaA.url, { timeout: 15_000 }), /net::ERR_/);
+  assert.ok(metricValue(await server.metrics(), 'letsmeet_banned_connections_refused_total') >= 2);
+  // ...while b, from its own address, carries on.
+  await b.page.reload();
+  await b.page.waitForSelector('[data-testid="start"]');
 
   assert.deepEqual(unexpected(a.browser.problems, { banned: true }), []);
   assert.deepEqual(unexpected(b.browser.problems, { banned: true }), []);

@@ -30,6 +30,9 @@ cargo leptos build --release
 cargo build --release -p matcher --features service --bin matcher
 
 mkdir -p "$LOGS"
+: >"$LOGS/banned.lst"
+# The admin API (/admin/bans on each node's metrics port) for this local cluster only.
+ADMIN_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -76,12 +79,14 @@ for port in "${NODE_PORTS[@]}"; do
   LEPTOS_SITE_ROOT=target/site target/release/server --bind "127.0.0.1:$port" \
     --metrics-bind "127.0.0.1:$((9186 + i))" --redis-url "$REDIS_URL" \
     --trusted-proxies 127.0.0.1 --drain-delay-secs 3 "${geoip[@]}" \
+    --admin-token "$ADMIN_TOKEN" --haproxy-socket "$PWD/$LOGS/haproxy.sock" --haproxy-ban-file "$PWD/$LOGS/banned.lst" \
     --turn-urls "turn:127.0.0.1:$TURN_PORT?transport=udp" --turn-secret "$TURN_SECRET" \
     >"$LOGS/node$i.log" 2>&1 &
   pids+=($!)
 done
 for port in "${NODE_PORTS[@]}"; do wait_port "$port"; done
 
+LETSMEET_LB_ADMIN="$PWD/$LOGS/haproxy.sock" LETSMEET_LB_BANS="$PWD/$LOGS/banned.lst" \
 LETSMEET_LB_BIND="127.0.0.1:$LB_PORT" LETSMEET_NODE1="127.0.0.1:${NODE_PORTS[0]}" \
   LETSMEET_NODE2="127.0.0.1:${NODE_PORTS[1]}" LETSMEET_NODE3="127.0.0.1:${NODE_PORTS[2]}" \
   haproxy -f deploy/haproxy.cfg -db >"$LOGS/haproxy.log" 2>&1 &
@@ -96,6 +101,7 @@ Let'sMeet cluster on loopback:
   redis       $REDIS_URL
   matchers    2 (one active; kill it and the other takes over within 2 s)
   coturn      127.0.0.1:$TURN_PORT (udp)
+  bans        curl -H 'Authorization: Bearer $ADMIN_TOKEN' http://127.0.0.1:9187/admin/bans
   logs        $LOGS/
 Ctrl-C stops everything.
 EOF

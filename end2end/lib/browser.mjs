@@ -60,3 +60,15 @@ export async function openHydrated(page, url) {
   await page.goto(url);
   await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
 }
+
+/** Picks video on the landing page, accepts the rules, and starts a chat. */
+export async function startVideo(page) {
+  await page.click('label[for="mode-video"]');
+  if (!(await page.isChecked('#terms'))) await page.check('#terms');
+  await page.click('[data-testid="start"]');
+  await page.waitForSelector('[data-testid="chat"]');
+}
+
+/** Waits until the chat page shows phase `p`. */
+export const waitPhase = (page, p, timeout = 20_000) =>
+  page.waitForSelector(`[data-testid="chat"][data-phase="${p}"]`, { timeout });

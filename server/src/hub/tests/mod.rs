@@ -7,6 +7,7 @@ mod cluster;
 mod hardening;
 mod matching;
 mod relay;
+mod safety;
 mod sessions;
 
 use super::backend::Backend;
