@@ -4,9 +4,11 @@
 # The IP-to-country database that scripts/install.sh fetches (override with LETSMEET_GEOIP_DB).
 GEOIP_DB ?= node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb
 
-## Serve the app on its embedded default: one node, in memory, http://127.0.0.1:3000
+## Serve the app on its embedded default: one node, in memory, http://127.0.0.1:3000,
+## moderated by the open_nsfw model that scripts/install.sh fetched
 run: install
-	LETSMEET_GEOIP_DB="$${LETSMEET_GEOIP_DB:-$(GEOIP_DB)}" cargo leptos serve --release
+	LETSMEET_GEOIP_DB="$${LETSMEET_GEOIP_DB:-$(GEOIP_DB)}" LETSMEET_MODERATION="$${LETSMEET_MODERATION:-model}" \
+	  cargo leptos serve --release
 
 ## Run every check and test (what CI runs)
 test:

@@ -266,8 +266,9 @@ test('a camera that breaks the rules gets its address banned, and the stranger i
   await assert.rejects((await fresh.newPage()).goto(viaA.url, { timeout: 15_000 }), /net::ERR_/);
   assert.ok(metricValue(await server.metrics(), 'letsmeet_banned_connections_refused_total') >= 2);
   // ...while b, from its own address, carries on.
-  await b.page.reload();
-  await b.page.waitForSelector('[data-testid="start"]');
+  const again = await b.browser.newPage();
+  await openHydrated(again, viaB.url);
+  await again.waitForSelector('[data-testid="start"]');
 
   assert.deepEqual(unexpected(a.browser.problems, { banned: true }), []);
   assert.deepEqual(unexpected(b.browser.problems, { banned: true }), []);

@@ -79,7 +79,7 @@ for port in "${NODE_PORTS[@]}"; do
   LEPTOS_SITE_ROOT=target/site target/release/server --bind "127.0.0.1:$port" \
     --metrics-bind "127.0.0.1:$((9186 + i))" --redis-url "$REDIS_URL" \
     --trusted-proxies 127.0.0.1 --drain-delay-secs 3 "${geoip[@]}" \
-    --admin-token "$ADMIN_TOKEN" --haproxy-socket "$PWD/$LOGS/haproxy.sock" --haproxy-ban-file "$PWD/$LOGS/banned.lst" \
+    --moderation model --admin-token "$ADMIN_TOKEN" --haproxy-socket "$PWD/$LOGS/haproxy.sock" --haproxy-ban-file "$PWD/$LOGS/banned.lst" \
     --turn-urls "turn:127.0.0.1:$TURN_PORT?transport=udp" --turn-secret "$TURN_SECRET" \
     >"$LOGS/node$i.log" 2>&1 &
   pids+=($!)

@@ -195,7 +195,7 @@ pub struct Config {
     pub moderation_first_ms: u32,
 
     /// Later frames: a random time between these two (milliseconds) apart.
-    #[arg(long, env = "LETSMEET_MODERATION_EVERY_MS", value_delimiter = ',', num_args = 2, default_values_t = [10_000u32, 30_000])]
+    #[arg(long, env = "LETSMEET_MODERATION_EVERY_MS", value_delimiter = ',', default_values_t = [10_000u32, 30_000])]
     pub moderation_every_ms: Vec<u32>,
 
     /// Bearer token for the admin API on the metrics listener (`/admin/bans`). Without
@@ -413,7 +413,7 @@ impl Config {
         if self.moderation == ModerationMode::Remote && self.moderation_url.is_none() {
             return Err(ConfigError::RemoteWithoutUrl);
         }
-        if self.moderation_every_ms[0] == 0 || self.moderation_every_ms[0] > self.moderation_every_ms[1] {
+        if !matches!(self.moderation_every_ms[..], [low, high] if low > 0 && low <= high) {
             return Err(ConfigError::SamplingRange);
         }
         if self.haproxy_socket.is_some() != self.haproxy_ban_file.is_some() {
@@ -499,7 +499,11 @@ impl From<&Config> for HubConfig {
                 path: crate::moderation::FRAME_PATH.into(),
                 size: crate::moderation::FRAME_SIZE,
                 first_ms: c.moderation_first_ms,
-                every_ms: [c.moderation_every_ms[0], c.moderation_every_ms[1]],
+                // Two values, the first not above the second (`Config::validate`).
+                every_ms: match c.moderation_every_ms[..] {
+                    [low, high] => [low, high],
+                    _ => [10_000, 30_000],
+                },
                 gate: c.moderation_gate,
             }),
             // A cluster's sessions can be resumed on another node.
@@ -549,6 +553,23 @@ mod tests {
         let mut c = Config::defaults();
         c.max_conn_per_ip = 0;
         assert_eq!(c.validate(), Err(ConfigError::Zero("--max-conn-per-ip")));
+    }
+
+    #[test]
+    fn moderation_flags_are_checked() {
+        let parse = |args: &[&str]| Config::try_parse_from([&["server"], args].concat());
+        let c = parse(&["--moderation", "test", "--moderation-every-ms", "1500,2500"]).unwrap();
+        assert_eq!((c.validate(), c.moderation_every_ms.as_slice()), (Ok(()), &[1500, 2500][..]));
+        assert_eq!(HubConfig::from(&c).moderation.map(|m| m.every_ms), Some([1500, 2500]));
+        for bad in ["2500,1500", "0,10", "1,2,3", "5"] {
+            let c = parse(&["--moderation-every-ms", bad]).unwrap();
+            assert_eq!(c.validate(), Err(ConfigError::SamplingRange), "{bad}");
+        }
+        assert_eq!(parse(&["--moderation", "remote"]).unwrap().validate(), Err(ConfigError::RemoteWithoutUrl));
+        assert_eq!(parse(&["--haproxy-socket", "/run/x.sock"]).unwrap().validate(), Err(ConfigError::HaproxyHalf));
+        assert!(parse(&["--moderation", "sometimes"]).is_err());
+        assert!(parse(&["--moderation-threshold", "1.5"]).is_err());
+        assert!(HubConfig::from(&Config::defaults()).moderation.is_none(), "off by default");
     }
 
     #[test]

@@ -40,11 +40,16 @@ pub async fn sync(bans: Arc<Bans>, socket: String, file: PathBuf, hub: HubHandle
                 Ok(change) => {
                     let blocks = bans.list(unix_ms()).iter().map(|b| b.block()).collect::<Vec<_>>();
                     write_file(&file, &blocks).await;
-                    let command = match change {
-                        Change::Added { ban, .. } => format!("del acl {0} {1};add acl {0} {1}", api.acl, ban.block()),
-                        Change::Lifted { key, .. } | Change::Expired { key } => format!("del acl {} {}", api.acl, block(key)),
+                    // `del acl` of an entry that is not there answers "Key not found":
+                    // not a failure here.
+                    let done = match change {
+                        Change::Added { ban, .. } => match api.delete(&ban.block()).await {
+                            Ok(()) => api.run(&format!("add acl {} {}", api.acl, ban.block())).await.map(drop),
+                            Err(e) => Err(e),
+                        },
+                        Change::Lifted { key, .. } | Change::Expired { key } => api.delete(&block(key)).await,
                     };
-                    match api.run(&command).await {
+                    match done {
                         Ok(_) => false,
                         Err(e) => {
                             tracing::warn!("HAProxy's ban ACL not updated ({e:#}); replacing it whole");
@@ -121,6 +126,14 @@ impl Api {
             bail!("HAProxy answered: {}", answer.trim());
         }
         Ok(answer)
+    }
+
+    /// Deletes every entry for `pattern` (none is fine).
+    async fn delete(&self, pattern: &str) -> anyhow::Result<()> {
+        match self.run(&format!("del acl {} {pattern}", self.acl)).await {
+            Err(e) if e.to_string().to_ascii_lowercase().contains("key not found") => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Replaces the ACL's entries with `blocks` in one step.

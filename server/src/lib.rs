@@ -117,6 +117,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     config.validate()?;
+    // Before the hub starts: its counters register with the recorder in place when
+    // they are made (made earlier, they would count into nothing).
+    crate::metrics::install();
     let bans = std::sync::Arc::new(bans::Bans::new(config.ban_policy()));
     let (hub, link) = match &config.redis_url {
         Some(url) => {
