@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p server --example moderation_bench [-- ROUNDS]`
 
+// A benchmark: what it prints is its result.
+#![allow(clippy::print_stdout)]
+
 use server::moderation::Classifier;
 use server::moderation::model::OpenNsfw;
 use std::path::PathBuf;

@@ -69,10 +69,10 @@ fn check(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// An address or a block (`2001:db8::/64`): the address part.
-fn address(s: &str) -> Result<IpAddr, Response> {
+fn address(s: &str) -> Result<IpAddr, Box<Response>> {
     let ip = s.split_once('/').map_or(s, |(ip, _)| ip).trim();
     ip.parse().map_err(|_| {
-        answer(StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("`{s}` is not an IP address") }))
+        Box::new(answer(StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("`{s}` is not an IP address") })))
     })
 }
 
@@ -105,7 +105,7 @@ async fn add(State(admin): State<Admin>, headers: HeaderMap, body: axum::body::B
     };
     let ip = match address(&req.address) {
         Ok(ip) => ip,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let duration = match req.hours {
         None => None,
@@ -129,7 +129,7 @@ async fn lift(State(admin): State<Admin>, headers: HeaderMap, Path(addr): Path<S
     }
     let ip = match address(&addr) {
         Ok(ip) => ip,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match admin.bans.lift(ip, true, unix_ms()) {
         Some(ban) => {

@@ -321,7 +321,7 @@ impl clap::builder::TypedValueParser for TurnSecretParser {
 
 fn positive_hours(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of hours"))?;
-    if !v.is_finite() || !(v > 0.0 && v <= 24.0 * 365.0) {
+    if !(v.is_finite() && v > 0.0 && v <= 24.0 * 365.0) {
         return Err(format!("`{s}` is out of range (more than 0, at most a year)"));
     }
     Ok(v)

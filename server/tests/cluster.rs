@@ -673,7 +673,7 @@ async fn a_ban_on_one_node_is_enforced_by_every_node_and_by_haproxy_within_a_sec
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let to_haproxy = issued.elapsed();
-    println!("ban propagation: node two {to_two:?}, node three {to_three:?}, HAProxy's ACL {to_haproxy:?}");
+    eprintln!("ban propagation: node two {to_two:?}, node three {to_three:?}, HAProxy's ACL {to_haproxy:?}");
     for (what, took) in [("node two", to_two), ("node three", to_three), ("HAProxy", to_haproxy)] {
         assert!(took < Duration::from_secs(1), "{what} took {took:?}");
     }

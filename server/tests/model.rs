@@ -44,7 +44,7 @@ fn safe_frames_score_low_and_as_the_reference_runtime_scores_them() {
     let model = model();
     for (name, jpeg, golden) in frames() {
         let score = model.score(&[&jpeg]).unwrap()[0];
-        println!("{name}: {score:.7} (onnxruntime {golden:.7})");
+        eprintln!("{name}: {score:.7} (onnxruntime {golden:.7})");
         assert!(score < 0.8, "{name} is safe but scored {score}");
         assert!((score - golden).abs() < 1e-3, "{name}: {score} against the golden {golden}");
         let (ours, theirs) = (logit(score), logit(golden));
@@ -68,7 +68,7 @@ fn a_batch_scores_as_its_frames_do_alone() {
         model.score(&jpegs).unwrap();
     }
     let per_frame = started.elapsed() / (rounds * jpegs.len()) as u32;
-    println!("open_nsfw: {per_frame:?} per frame (debug build; see the README for release figures)");
+    eprintln!("open_nsfw: {per_frame:?} per frame (debug build; see the README for release figures)");
 }
 
 #[test]

@@ -62,7 +62,7 @@ impl OpenNsfw {
                 .with_input_fact(0, f32::fact([batch, size, size, 3]).into())?
                 .into_optimized()
                 .with_context(|| format!("cannot optimize {}", path.display()))?;
-            Ok(model.into_runnable()?)
+            model.into_runnable()
         };
         Ok(Self { plans: PLANS.iter().map(|&n| plan(n)).collect::<anyhow::Result<_>>()? })
     }
