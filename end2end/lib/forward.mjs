@@ -13,6 +13,8 @@ export async function forwardFrom(sourceIp, targetPort) {
   const server = net.createServer((client) => {
     const upstream = net.connect({ host: '127.0.0.1', port: targetPort, localAddress: sourceIp });
     for (const s of [client, upstream]) {
+      // Never what keeps the test process alive.
+      s.unref();
       sockets.add(s);
       s.on('close', () => sockets.delete(s));
     }
@@ -22,6 +24,7 @@ export async function forwardFrom(sourceIp, targetPort) {
     client.on('error', () => upstream.destroy());
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.unref();
   return {
     port: server.address().port,
     url: `http://127.0.0.1:${server.address().port}/`,
