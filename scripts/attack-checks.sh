@@ -5,7 +5,9 @@
 # goes over 50 ms (10 ms under the /healthz flood, which must not move it: about
 # 0.5 ms without it), if a half-open socket outlives the header timeout, or if a new
 # user cannot load the page. Loopback only; every run is bounded and the server is
-# stopped. Against the server before these fixes each of the three fails.
+# stopped. Against the server before these fixes each of the three fails. The attack's
+# threads run at lowered priority (loadgen --attacker-nice, default 10): on a 2-core
+# machine a full-priority generator starves the server and the bystander alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -314,8 +314,19 @@ pub async fn rejoin_flood(
         if ended.is_empty() { "none".into() } else { fmt_counts(&ended) }
     );
     finish(&mut report, (label, common.bystander.max_p99_ms), &out, &usage, elapsed, attack);
+    let asked = connected as f64 * f64::from(joins_per_sec);
+    if common.bystander.max_p99_ms.is_some() && rate < asked * MIN_ATTACK_SHARE {
+        // A gentler attack than asked would flatter the server.
+        report.fail(format!(
+            "the attack reached {rate:.0} joins/s, under {:.0} % of the {asked:.0}/s asked",
+            MIN_ATTACK_SHARE * 100.0
+        ));
+    }
     Ok(report)
 }
+
+/// The share of the asked rate an attack must reach for its gate to count.
+const MIN_ATTACK_SHARE: f64 = 0.9;
 
 /// Options of `healthz-flood`.
 #[derive(Debug, Clone, Copy)]

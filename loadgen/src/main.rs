@@ -69,6 +69,12 @@ struct BystanderArgs {
     /// if it could not measure at all (used by `make test` against the release build).
     #[arg(long)]
     max_p99_ms: Option<f64>,
+    /// Niceness (0-19) of the threads that run the attack; the bystander's thread keeps
+    /// normal priority. On one machine the attack's load generator and the server share
+    /// the cores, which a remote attacker's does not: at 0, the generator takes the CPU
+    /// the server needs and the bystander measures the generator rather than the server.
+    #[arg(long, default_value_t = 10)]
+    attacker_nice: i32,
 }
 
 #[derive(Debug, Parser)]
@@ -262,6 +268,9 @@ impl BystanderArgs {
         if self.chat_interval_ms == 0 || self.chat_interval_ms > 10_000 {
             bail!("--chat-interval-ms between 1 and 10,000, please");
         }
+        if !(0..=19).contains(&self.attacker_nice) {
+            bail!("--attacker-nice between 0 and 19, please");
+        }
         Ok(bystander::Settings {
             source: self.bystander_source,
             interval: Duration::from_millis(self.chat_interval_ms),
@@ -292,9 +301,43 @@ fn loopback_target(url: &str) -> anyhow::Result<SocketAddr> {
     http::loopback_addr(rest.split('/').next().unwrap_or_default())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+impl Scenario {
+    /// The niceness of the runtime's threads: an attack's, lowered; any other, 0.
+    fn worker_nice(&self) -> i32 {
+        match self {
+            Scenario::Bystander { bystander, .. }
+            | Scenario::RejoinFlood { bystander, .. }
+            | Scenario::HealthzFlood { bystander, .. }
+            | Scenario::Slowloris { bystander, .. } => bystander.attacker_nice.clamp(0, 19),
+            _ => 0,
+        }
+    }
+}
+
+/// Lowers the calling thread's priority (Linux sets niceness per thread).
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        eprintln!("warning: cannot lower a load generator thread's priority: {e}");
+    }
+}
+
+/// The runtime's worker and blocking threads run the scenario's tasks; the main thread
+/// (and the bystander's thread, started from it) keep the priority they had.
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let nice = cli.scenario.worker_nice();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || lower_priority(nice))
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let targets: Vec<(String, SocketAddr)> =
         cli.url.iter().map(|u| Ok((u.clone(), loopback_target(u)?))).collect::<anyhow::Result<_>>()?;
     if targets.len() > 1 && !matches!(cli.scenario, Scenario::Churn { .. } | Scenario::Burst { .. }) {
