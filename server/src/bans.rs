@@ -141,6 +141,18 @@ pub enum Change {
     Lifted { key: IpAddr, local: bool },
     /// The ban on `key` ran out.
     Expired { key: IpAddr },
+    /// This node's hub counted evidence against an address: shared so that every node
+    /// of a cluster counts it too.
+    Marked(Mark),
+}
+
+/// One address's evidence against another: a report, or (`flag`) a viewer's frame of
+/// the stranger's video that the model flagged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub by: IpAddr,
+    pub against: IpAddr,
+    pub flag: bool,
 }
 
 /// The ban set. See the module docs.
@@ -186,6 +198,11 @@ impl Bans {
 
     pub fn policy(&self) -> &BanPolicy {
         &self.policy
+    }
+
+    /// Announces evidence the hub counted here (see [`Change::Marked`]).
+    pub fn marked(&self, mark: Mark) {
+        let _ = self.changes.send(Change::Marked(mark));
     }
 
     /// Follows every change from now on.

@@ -37,6 +37,8 @@ pub async fn sync(bans: Arc<Bans>, socket: String, file: PathBuf, hub: HubHandle
             _ = hub.failed() => return,
             _ = tick.tick() => true,
             change = changes.recv() => match change {
+                // Evidence is no change to the list.
+                Ok(Change::Marked(_)) => continue,
                 Ok(change) => {
                     let blocks = bans.list(unix_ms()).iter().map(|b| b.block()).collect::<Vec<_>>();
                     write_file(&file, &blocks).await;
@@ -48,6 +50,7 @@ pub async fn sync(bans: Arc<Bans>, socket: String, file: PathBuf, hub: HubHandle
                             Err(e) => Err(e),
                         },
                         Change::Lifted { key, .. } | Change::Expired { key } => api.delete(&block(key)).await,
+                        Change::Marked(_) => Ok(()),
                     };
                     match done {
                         Ok(_) => false,

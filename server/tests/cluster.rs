@@ -699,3 +699,40 @@ async fn a_ban_on_one_node_is_enforced_by_every_node_and_by_haproxy_within_a_sec
     }
     assert!(!std::fs::read_to_string(&files.ban_file).unwrap().contains("127.0.7.7"));
 }
+
+#[tokio::test]
+async fn reports_from_users_on_different_nodes_add_up_to_a_ban() {
+    let redis = Redis::start().await;
+    let _matcher = MatcherProcess::start(&redis, LEASE_MS, 5.0);
+    let args = ["--report-threshold", "2", "--admin-token", "secret"];
+    let one = NodeProcess::start(&redis, &args).await;
+    let two = NodeProcess::start(&redis, &args).await;
+    let suspect = [127, 0, 8, 1];
+    let mut t = Client::connect_from(suspect, one.addr).await;
+    t.join(Mode::Text, &[]).await;
+    // One reporter on each node: neither node alone holds two reports.
+    for (n, (from, node)) in [([127, 0, 8, 2], &one), ([127, 0, 8, 3], &two)].into_iter().enumerate() {
+        let mut r = Client::connect_from(from, node.addr).await;
+        r.join(Mode::Text, &[]).await;
+        let m = r.matched().await.id;
+        assert!(matches!(t.recv().await, ServerMsg::Matched { .. }));
+        r.send(&ClientMsg::Report { match_id: m, reason: protocol::ReportReason::Harassment }).await;
+        if n == 0 {
+            r.send(&ClientMsg::Stop).await;
+            assert!(matches!(t.recv().await, ServerMsg::PeerLeft { .. }));
+            // The first report has reached node two before the second is made there.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            t.send(&ClientMsg::Next).await;
+            assert!(matches!(t.recv().await, ServerMsg::Queued { .. }));
+        } else {
+            let ServerMsg::Banned { reason, .. } = t.recv().await else { panic!("the second node's report bans") };
+            assert_eq!(reason, "reported by other users");
+            assert_eq!(t.expect_close().await, protocol::close::BANNED);
+            assert_eq!(r.recv().await, ServerMsg::PeerLeft { match_id: m, reason: LeftReason::Banned });
+        }
+    }
+    // Issued once, by node two (the node where the deciding report was made).
+    let list = admin(&one, "GET", "/admin/bans", "").await;
+    assert!(list.contains(r#""kind":"reports""#) && list.contains(r#""strike":1"#), "{list}");
+    assert!(!answered(suspect, one.addr).await && !answered(suspect, two.addr).await);
+}

@@ -5,16 +5,21 @@
 //! - `lm:ban:{key}`: the ban as JSON, expiring when its strike is forgotten (the
 //!   policy's memory after it was issued);
 //! - `lm:bans`: the set of keys with a record, for loading them all;
-//! - `lm:bans:log`: a stream of changes (`op` "add" with the ban, or "lift" with the
-//!   key; `node`: who wrote it), capped at ~10,000 entries.
+//! - `lm:bans:log`: a stream of changes (`op` "add" with the ban, "lift" with the
+//!   key, or "mark" with the evidence a hub counted; `node`: who wrote it), capped at
+//!   ~10,000 entries.
 //!
 //! Each node writes its own bans and lifts (issued by its hub or its operator), follows
 //! the stream with a blocking read from the last id it saw, so a change reaches it in
 //! milliseconds and none is missed across a reconnect, and loads every record at start
 //! and every [`SYNC_EVERY`]. A ban this node holds that Redis lost (restarted empty) is
 //! written back by that sync.
+//!
+//! Evidence (reports, viewers' flags) is only streamed: every node counts every mark
+//! as it arrives, so reports against one address from users on different nodes add
+//! up. Marks are not loaded at start; they last the report window anyway.
 
-use crate::bans::{Ban, Bans, Change, unix_ms};
+use crate::bans::{Ban, Bans, Change, Mark, unix_ms};
 use crate::hub::HubHandle;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -124,6 +129,11 @@ async fn write(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, node
                 let log = [("op", "lift"), ("node", node.as_str()), ("key", key.as_str())];
                 pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
             }
+            Ok(Change::Marked(mark)) => {
+                let json = serde_json::to_string(&mark).expect("a mark serializes");
+                let log = [("op", "mark"), ("node", node.as_str()), ("mark", json.as_str())];
+                pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
+            }
             Ok(_) => continue,
             // Missed changes: the next resync writes back whatever Redis lacks.
             Err(RecvError::Lagged(n)) => {
@@ -177,6 +187,11 @@ async fn follow(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, nod
                 Some("lift") => {
                     if let Some(key) = field("key").and_then(|k| k.parse::<IpAddr>().ok()) {
                         bans.lift(key, false, unix_ms());
+                    }
+                }
+                Some("mark") => {
+                    if let Some(mark) = field("mark").and_then(|j| serde_json::from_str::<Mark>(&j).ok()) {
+                        let _ = hub.marked(mark);
                     }
                 }
                 _ => tracing::debug!(id = %entry.id, "an unknown entry in the ban log"),

@@ -11,7 +11,7 @@
 
 use super::model::{ConnId, Envelope};
 use super::snapshot::Snapshot;
-use crate::bans::{Ban, BanOrder, Bans};
+use crate::bans::{Ban, BanOrder, Bans, Mark};
 use matcher::{Matcher, Millis, Pair, Ticket};
 use protocol::{Mode, ResumeToken, SessionId};
 use std::collections::{HashMap, VecDeque};
@@ -140,6 +140,9 @@ pub enum Request {
     },
     /// Ban an address (its key); the ban comes back as [`Event::Banned`].
     Ban(BanOrder),
+    /// Evidence counted here, for the other nodes to count too (they hear of it as
+    /// [`Event::Marked`]).
+    Mark(Mark),
 }
 
 /// What the backend answers (one of the core's inputs).
@@ -158,6 +161,9 @@ pub enum Event {
     /// A ban was issued (here, by an operator, or on another node): the sessions of
     /// its address go.
     Banned(Ban),
+    /// Another node counted evidence against an address: counted here too, so reports
+    /// and flags add up over the cluster (the node that counted it judges it).
+    Marked(Mark),
 }
 
 /// The three parts, chosen once at start-up, and the ban set (in memory, mirrored
@@ -208,6 +214,7 @@ impl Backend {
             Request::Withdraw { session } => self.matchmaking.withdraw(session),
             Request::Forward { to, envelope } => self.bus.forward(to, envelope),
             Request::Ban(order) => self.issued.push_back(self.bans.issue(order, crate::bans::unix_ms())),
+            Request::Mark(mark) => self.bans.marked(mark),
         }
     }
 

@@ -9,6 +9,9 @@
 //! stranger's video"); flags from two distinct viewers do.
 //!
 //! Marks expire after the window, so the table empties; a ban clears its key's marks.
+//! In a cluster each node also counts the marks the others counted (shared through the
+//! backend), so reports and flags from users on different nodes add up; the node
+//! where the deciding mark was made issues the ban.
 
 use super::model::Session;
 use crate::limits::client_key;
@@ -67,7 +70,9 @@ impl Moderation {
         self.mark(viewer_ip, peer_ip, true, now)
     }
 
-    fn mark(&mut self, by: IpAddr, against: IpAddr, flag: bool, now: Millis) -> Tally {
+    /// Counts `by`'s evidence against `against` at `now` (a report or a flag counted by
+    /// another node, as [`Moderation::report`] or [`Moderation::flag`] did there).
+    pub fn mark(&mut self, by: IpAddr, against: IpAddr, flag: bool, now: Millis) -> Tally {
         let (by, key) = (client_key(by), client_key(against));
         let marks = self.against.entry(key).or_default();
         match marks.iter_mut().find(|m| m.by == by) {

@@ -17,7 +17,7 @@ use super::exporter::Metrics;
 use super::io::{Input, Metric, Output};
 use super::model::{ConnId, Frame};
 use super::node::{HubStats, Node};
-use crate::bans::{Ban, Bans};
+use crate::bans::{Ban, Bans, Mark};
 use matcher::Millis;
 use protocol::{FrameOf, MatchId, Mode, ResumeToken, SessionId, close};
 use std::collections::HashMap;
@@ -203,6 +203,11 @@ impl HubHandle {
     /// A ban issued elsewhere (an operator, another node): its address's sessions go.
     pub fn banned(&self, ban: Ban) -> Result<(), HubGone> {
         self.step(|st, now| st.node.handle(Input::Backend(Event::Banned(ban)), now, &mut st.out)).map(drop)
+    }
+
+    /// Evidence another node counted (see [`Event::Marked`]).
+    pub fn marked(&self, mark: Mark) -> Result<(), HubGone> {
+        self.step(|st, now| st.node.handle(Input::Backend(Event::Marked(mark)), now, &mut st.out)).map(drop)
     }
 
     /// The ban set this hub enforces (shared with the accept loop).

@@ -199,7 +199,10 @@ fn VideoStage() -> impl IntoView {
             <Show when=move || veiled() && overlay().is_none()>
                 <PeerHidden stage />
             </Show>
-            <Show when=move || needs_unmute.get()>
+            // Only over a stranger's video: not over "Banned", "Looking for someone…" and
+            // the like (the element stays muted until tapped, so it comes back with the
+            // next stranger).
+            <Show when=move || needs_unmute.get() && overlay().is_none()>
                 <button
                     type="button"
                     class="btn btn-primary absolute left-3 top-3"

@@ -179,6 +179,7 @@ impl HubCore {
             Input::Backend(Event::Paired(p)) => self.paired(p),
             Input::Backend(Event::Evicted { session }) => self.evict(session),
             Input::Backend(Event::Banned(ban)) => self.banned(ban),
+            Input::Backend(Event::Marked(mark)) => self.learn(mark),
         }
         self.save_dirty();
         self.push_online();

@@ -17,7 +17,7 @@
 //! [`HubConfig::report_threshold`]: crate::hub::HubConfig::report_threshold
 
 use super::HubCore;
-use crate::bans::{Ban, BanKind, BanOrder};
+use crate::bans::{Ban, BanKind, BanOrder, Mark};
 use crate::hub::backend::Request;
 use crate::hub::io::Metric;
 use crate::hub::matches;
@@ -38,6 +38,8 @@ impl HubCore {
         let now = self.now;
         let session = self.sessions.get_mut(sid).expect("named found the session");
         if let Some(tally) = self.moderation.report(session, match_id, named.peer_ip, now) {
+            let by = session.ip;
+            self.request(Request::Mark(Mark { by, against: named.peer_ip, flag: false }));
             self.metric(Metric::Report);
             tracing::info!(reporter = %sid, reported = %named.peer, ?reason, reporters = tally.reporters, "report");
             self.judge(named.peer_ip, tally);
@@ -78,11 +80,18 @@ impl HubCore {
                 let viewer_ip = session.ip;
                 let Some(named) = match_id.and_then(|id| matches::named(session, id)) else { return };
                 let tally = self.moderation.flag(viewer_ip, named.peer_ip, self.now);
+                self.request(Request::Mark(Mark { by: viewer_ip, against: named.peer_ip, flag: true }));
                 tracing::info!(viewer = %sid, flagged = %named.peer, flaggers = tally.flaggers, "stranger's video flagged");
                 self.judge(named.peer_ip, tally);
             }
             (FrameOf::Peer, false) => {}
         }
+    }
+
+    /// Evidence another node counted: counted here too, and judged there (so two nodes
+    /// never ban one address for the same marks).
+    pub(super) fn learn(&mut self, mark: Mark) {
+        self.moderation.mark(mark.by, mark.against, mark.flag, self.now);
     }
 
     /// Bans `ip` if the evidence against it is enough.

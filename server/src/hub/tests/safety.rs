@@ -118,3 +118,27 @@ fn reports_ban_at_the_threshold_of_distinct_addresses() {
     }
     assert_eq!(h.closed.get(&target.conn), Some(&close::BANNED), "the second address bans");
 }
+
+#[test]
+fn evidence_counted_on_other_nodes_adds_up_and_is_judged_where_it_was_made() {
+    use crate::bans::{Change, Mark};
+    use crate::hub::backend::Event;
+    let mut h =
+        Harness::new(HubConfig { report_threshold: 2, rematch_cooldown: Duration::ZERO, ..HubConfig::default() });
+    let mut shared = h.node.bans().subscribe();
+    let target = h.connect_from(ip(30));
+    // Two other nodes counted a report each: reaching the threshold there, not here.
+    for by in [ip(31), ip(32)] {
+        h.input(Input::Backend(Event::Marked(Mark { by, against: ip(30), flag: false })));
+    }
+    assert!(!h.closed.contains_key(&target.conn), "another node's marks are judged by that node");
+    assert!(shared.try_recv().is_err(), "learnt marks are not shared again");
+    // A report made here is shared, and judged on everything counted.
+    let r = h.connect_from(ip(33));
+    h.join(&target, Preferences::new(Mode::Text));
+    h.join(&r, Preferences::new(Mode::Text));
+    let (id, ..) = h.matched(&r);
+    h.send(&r, ClientMsg::Report { match_id: id, reason: ReportReason::Spam });
+    assert_eq!(shared.try_recv().unwrap(), Change::Marked(Mark { by: ip(33), against: ip(30), flag: false }));
+    assert_eq!(h.closed.get(&target.conn), Some(&close::BANNED), "three addresses over the cluster");
+}
