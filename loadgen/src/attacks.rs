@@ -326,7 +326,7 @@ pub async fn rejoin_flood(
 }
 
 /// The share of the asked rate an attack must reach for its gate to count.
-const MIN_ATTACK_SHARE: f64 = 0.9;
+const MIN_ATTACK_SHARE: f64 = 0.75;
 
 /// Options of `healthz-flood`.
 #[derive(Debug, Clone, Copy)]
