@@ -736,3 +736,51 @@ async fn reports_from_users_on_different_nodes_add_up_to_a_ban() {
     assert!(list.contains(r#""kind":"reports""#) && list.contains(r#""strike":1"#), "{list}");
     assert!(!answered(suspect, one.addr).await && !answered(suspect, two.addr).await);
 }
+
+/// Polls (every 100 ms, up to `within`) until `done` holds; how long that took.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    done: impl Fn() -> F,
+) -> Duration {
+    let since = Instant::now();
+    while !done().await {
+        assert!(since.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    since.elapsed()
+}
+
+#[tokio::test]
+async fn bans_redis_lost_are_written_back_and_a_missed_lift_is_caught_up() {
+    let mut redis = Redis::start().await;
+    let args = ["--admin-token", "secret"];
+    let one = NodeProcess::start(&redis, &args).await;
+    let two = NodeProcess::start(&redis, &args).await;
+    let (kept, lifted) = ([127, 0, 9, 1], [127, 0, 9, 2]);
+    for address in ["127.0.9.1", "127.0.9.2"] {
+        let answer = admin(&one, "POST", "/admin/bans", &format!(r#"{{"address":"{address}"}}"#)).await;
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    }
+    until_refused(lifted, two.addr, true, Instant::now()).await;
+
+    // Redis restarts empty: the next sync writes the nodes' bans back.
+    redis.restart_empty().await;
+    let back = eventually(Duration::from_secs(15), "bans written back", || async {
+        redis.get("lm:ban:127.0.9.1").await.is_some() && redis.get("lm:ban:127.0.9.2").await.is_some()
+    })
+    .await;
+    eprintln!("bans written back {back:?} after Redis restarted empty");
+
+    // A lift that reached Redis but not the nodes (no entry in the change stream): the
+    // record goes, and the syncs catch up once the ban is past its settling time.
+    let mut con = redis.connection().await.unwrap();
+    let _: () = redis::pipe().del("lm:ban:127.0.9.2").srem("lm:bans", "127.0.9.2").query_async(&mut con).await.unwrap();
+    let caught_up = eventually(Duration::from_secs(30), "the missed lift caught up", || async {
+        answered(lifted, one.addr).await && answered(lifted, two.addr).await
+    })
+    .await;
+    eprintln!("a missed lift caught up after {caught_up:?}");
+    assert!(redis.get("lm:ban:127.0.9.2").await.is_none(), "the lifted ban is not written back");
+    assert!(!answered(kept, one.addr).await && !answered(kept, two.addr).await, "the other ban holds");
+}

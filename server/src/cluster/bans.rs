@@ -12,8 +12,11 @@
 //! Each node writes its own bans and lifts (issued by its hub or its operator), follows
 //! the stream with a blocking read from the last id it saw, so a change reaches it in
 //! milliseconds and none is missed across a reconnect, and loads every record at start
-//! and every [`SYNC_EVERY`]. A ban this node holds that Redis lost (restarted empty) is
-//! written back by that sync.
+//! and every [`SYNC_EVERY`]. `lm:bans:epoch` tells the two ways a ban can be missing
+//! from Redis apart: while it exists, Redis is the record, and a ban it no longer holds
+//! was lifted (a lift this node missed, or one that raced the sync) and is dropped here
+//! too; once it is gone, Redis restarted empty, and the sync writes back every ban this
+//! node holds, then sets it again.
 //!
 //! Evidence (reports, viewers' flags) is only streamed: every node counts every mark
 //! as it arrives, so reports against one address from users on different nodes add
@@ -32,6 +35,11 @@ use tokio::sync::broadcast::error::RecvError;
 const LOG: &str = "lm:bans:log";
 const SET: &str = "lm:bans";
 const LOG_CAP: usize = 10_000;
+/// Present while Redis holds the ban set (see the module docs).
+const EPOCH: &str = "lm:bans:epoch";
+/// A ban younger than this may still be on its way to Redis (the writer retries for
+/// about 6 s): a sync never drops it for being missing there.
+const SETTLE_MS: u64 = 15_000;
 /// How often every record is loaded (and lost ones written back).
 pub const SYNC_EVERY: Duration = Duration::from_secs(10);
 /// How long a read of the change stream blocks in Redis.
@@ -63,8 +71,10 @@ async fn last_id(con: &mut ConnectionManager) -> redis::RedisResult<String> {
     Ok(last.ids.first().map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
 }
 
-/// Loads every record into `bans`; writes back the active bans Redis does not hold.
+/// Loads every record into `bans`; then drops the bans Redis no longer holds, or, if
+/// Redis restarted empty, writes them back.
 async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()> {
+    let epoch: Option<String> = con.get(EPOCH).await?;
     let keys: Vec<String> = con.smembers(SET).await?;
     let now = unix_ms();
     let mut held = std::collections::HashSet::new();
@@ -87,6 +97,15 @@ async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()
             let _: () = con.srem(SET, gone).await?;
         }
     }
+    if epoch.is_some() {
+        for ban in bans.records() {
+            if !held.contains(&ban.key) && ban.since_ms.saturating_add(SETTLE_MS) < now {
+                tracing::info!(address = %ban.block(), "dropping a ban Redis no longer holds (lifted)");
+                bans.lift(ban.key, false, now);
+            }
+        }
+        return Ok(());
+    }
     let lost: Vec<Ban> = bans.list(now).into_iter().filter(|b| !held.contains(&b.key)).collect();
     if !lost.is_empty() {
         tracing::info!(bans = lost.len(), "writing back bans Redis lost");
@@ -96,6 +115,8 @@ async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()
         }
         pipe.query_async::<()>(con).await?;
     }
+    // Redis holds the set from now on (an empty one, at the cluster's first start).
+    redis::cmd("SET").arg(EPOCH).arg(now).arg("NX").query_async::<()>(con).await?;
     Ok(())
 }
 
@@ -200,17 +221,23 @@ async fn follow(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, nod
     }
 }
 
-/// Loads every record every [`SYNC_EVERY`], until the hub stops.
+/// Loads every record every [`SYNC_EVERY`], until the hub stops; a sync that failed
+/// (Redis restarting: the connection comes back at the next command) is tried again
+/// after [`RETRY`].
 async fn resync(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle) {
-    let mut tick = tokio::time::interval(SYNC_EVERY);
-    tick.tick().await;
+    const RETRY: Duration = Duration::from_millis(500);
+    let mut wait = SYNC_EVERY;
     loop {
         tokio::select! {
             _ = hub.failed() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        if let Err(e) = load(&mut con, &bans).await {
-            tracing::debug!("ban sync: {e}");
-        }
+        wait = match load(&mut con, &bans).await {
+            Ok(()) => SYNC_EVERY,
+            Err(e) => {
+                tracing::debug!("ban sync: {e}");
+                RETRY
+            }
+        };
     }
 }
