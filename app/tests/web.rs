@@ -580,6 +580,22 @@ mod state_machine {
     }
 
     #[wasm_bindgen_test]
+    async fn a_banned_users_chat_input_says_why_it_is_closed() {
+        let e = engine();
+        let (root, _screen) = mount_chat();
+        let input: HtmlInputElement = query(&root, "#message").unchecked_into();
+        e.apply(welcome(false));
+        e.start(Preferences::new(Mode::Text));
+        e.apply(matched(19, &[]));
+        settle().await;
+        assert!(!input.disabled());
+        e.apply(ServerMsg::Banned { reason: "reports".into(), until: "2030-01-01T00:00:00Z".into() });
+        settle().await;
+        assert!(input.disabled());
+        assert_eq!(input.placeholder(), "You can't chat right now");
+    }
+
+    #[wasm_bindgen_test]
     fn a_flagged_stranger_stays_hidden_until_shown_anyway_and_the_next_match_starts_clear() {
         use app::engine::{Outcome, Veil};
         use protocol::FrameOf;

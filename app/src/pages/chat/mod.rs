@@ -347,7 +347,9 @@ fn Composer() -> impl IntoView {
     let typing_sent = StoredValue::new(false);
     // Why the input is closed, if it is: a line must never vanish unsent.
     let closed_because = move || {
-        if engine.chat.current.get().is_none() {
+        if matches!(engine.chat.phase.get(), Phase::Banned { .. }) {
+            Some("You can't chat right now")
+        } else if engine.chat.current.get().is_none() {
             Some("Not matched yet")
         } else if engine.link.state.get() != Link::Connected {
             Some("Reconnecting to the server…")
