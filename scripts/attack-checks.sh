@@ -32,7 +32,8 @@ loadgen=(target/release/loadgen --url "ws://127.0.0.1:$port/ws" --server-pid "$s
 # search budget keeps the bystander fast too (its searches are cheap): the budget is
 # checked by what it did. 1,000 sockets asking 20 searches/s against a budget of 4/s
 # must see many of their searches wait (about 36,000 in these 10 s).
-deferred=$(curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '$1 == "letsmeet_searches_deferred_total" { printf "%d", $2 }')
+metrics=$(curl -sf "http://127.0.0.1:$metrics_port/metrics") || { echo "FAILED: cannot read the server's /metrics" >&2; exit 1; }
+deferred=$(awk '$1 == "letsmeet_searches_deferred_total" { printf "%d", $2 }' <<<"$metrics")
 echo "searches deferred by the budget during the rejoin flood: ${deferred:-none}"
 if [ "${deferred:-0}" -lt 10000 ]; then
   echo "FAILED: the rejoin flood's searches were not held to the per-session budget" >&2

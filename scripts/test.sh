@@ -43,7 +43,7 @@ step "release build of the site, and of the matcher service (for the cluster's b
 cargo leptos build --release
 cargo build --release -p matcher --features service --bin matcher --locked
 
-step "hostile load against the release server (loopback; the bystander's relay p99 must stay under 50 ms)"
+step "hostile load against the release server (loopback; the bystander's relay p99 must stay under 50 ms, and the search budget must hold the rejoin flood)"
 ./scripts/attack-checks.sh
 
 step "end-to-end in headless Chromium"

@@ -164,6 +164,9 @@ pub struct Bans {
     /// Bans in force, so that accepting costs no lock while there are none.
     active: AtomicUsize,
     changes: broadcast::Sender<Change>,
+    /// When each key's ban was last lifted: a ban issued before that is stale, wherever
+    /// it comes from (a record not yet deleted from Redis, a late entry).
+    lifted: RwLock<HashMap<IpAddr, u64>>,
     /// Bumped at every new ban: open connections watch it (a receiver costs no
     /// buffer), and close themselves if their address is now banned.
     added: tokio::sync::watch::Sender<u64>,
@@ -187,6 +190,7 @@ impl Bans {
             book: RwLock::default(),
             active: AtomicUsize::new(0),
             changes: broadcast::channel(1024).0,
+            lifted: RwLock::default(),
             added: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -251,8 +255,12 @@ impl Bans {
     }
 
     /// Takes in a ban issued elsewhere in the cluster (or reloaded from Redis).
-    /// Returns whether it changed anything.
+    /// Returns whether it changed anything: not for a ban already held, nor for one
+    /// issued before its key's last lift.
     pub fn learn(&self, ban: Ban, now_ms: u64) -> bool {
+        if self.lifted_at(ban.key).is_some_and(|at| ban.since_ms <= at) {
+            return false;
+        }
         {
             let mut book = self.book.write().unwrap_or_else(|p| p.into_inner());
             if book.get(&ban.key) == Some(&ban) {
@@ -270,12 +278,18 @@ impl Bans {
     /// operator), not learnt from the cluster.
     pub fn lift(&self, ip: IpAddr, local: bool, now_ms: u64) -> Option<Ban> {
         let key = client_key(ip);
+        self.lifted.write().unwrap_or_else(|p| p.into_inner()).insert(key, now_ms);
         let lifted = self.book.write().unwrap_or_else(|p| p.into_inner()).remove(&key);
         if lifted.is_some() {
             self.recount(now_ms);
             let _ = self.changes.send(Change::Lifted { key, local });
         }
         lifted
+    }
+
+    /// When the ban on `ip`'s key was last lifted (within the policy's memory).
+    pub fn lifted_at(&self, ip: IpAddr) -> Option<u64> {
+        self.lifted.read().unwrap_or_else(|p| p.into_inner()).get(&client_key(ip)).copied()
     }
 
     /// Bans in force at `now_ms`, the longest-running last.
@@ -300,6 +314,8 @@ impl Bans {
             book.retain(|_, b| b.since_ms.saturating_add(memory) > now_ms || b.active(now_ms));
             book.values().filter(|b| b.until_ms > last_ms && b.until_ms <= now_ms).map(|b| b.key).collect()
         };
+        // A stale ban outlives no record of its own: forget lifts as old as the memory.
+        self.lifted.write().unwrap_or_else(|p| p.into_inner()).retain(|_, at| at.saturating_add(memory) > now_ms);
         self.recount(now_ms);
         for key in expired {
             let _ = self.changes.send(Change::Expired { key });
@@ -389,6 +405,20 @@ mod tests {
         assert!(bans.check("2001:db8:1:3::5".parse().unwrap(), 1).is_none(), "next /64");
         assert!(bans.check("2001:db8:1:2::5".parse().unwrap(), 24 * H).is_none(), "expired");
         assert!(bans.check("::ffff:192.0.2.1".parse().unwrap(), 1).is_none());
+    }
+
+    #[test]
+    fn a_ban_issued_before_its_keys_last_lift_is_not_learnt_again() {
+        let bans = Bans::default();
+        let ban = bans.issue(order("192.0.2.7", BanKind::Reports), 10);
+        bans.lift(ban.key, true, 20);
+        assert!(!bans.learn(ban.clone(), 30), "a stale record (Redis, a late entry) stays lifted");
+        assert!(bans.check(ban.key, 30).is_none());
+        let again = Ban { since_ms: 25, until_ms: 25 + H, ..ban };
+        assert!(bans.learn(again, 30), "a ban issued after the lift holds");
+        assert!(bans.check("192.0.2.7".parse().unwrap(), 30).is_some());
+        bans.sweep(31 * 24 * H, 30);
+        assert_eq!(bans.lifted_at("192.0.2.7".parse().unwrap()), None, "lifts are forgotten with the memory");
     }
 
     #[test]

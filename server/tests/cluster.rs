@@ -764,7 +764,16 @@ async fn bans_redis_lost_are_written_back_and_a_missed_lift_is_caught_up() {
     }
     until_refused(lifted, two.addr, true, Instant::now()).await;
 
-    // Redis restarts empty: the next sync writes the nodes' bans back.
+    // A record that never reached Redis (a write that failed, a change the writer
+    // missed) is written back by the next sync, and so is everything after Redis
+    // restarted empty.
+    let mut con = redis.connection().await.unwrap();
+    let _: () = redis::pipe().del("lm:ban:127.0.9.1").srem("lm:bans", "127.0.9.1").query_async(&mut con).await.unwrap();
+    let back = eventually(Duration::from_secs(15), "a record Redis lacked written back", || async {
+        redis.get("lm:ban:127.0.9.1").await.is_some()
+    })
+    .await;
+    eprintln!("a record Redis lacked was written back after {back:?}");
     redis.restart_empty().await;
     let back = eventually(Duration::from_secs(15), "bans written back", || async {
         redis.get("lm:ban:127.0.9.1").await.is_some() && redis.get("lm:ban:127.0.9.2").await.is_some()
@@ -772,15 +781,44 @@ async fn bans_redis_lost_are_written_back_and_a_missed_lift_is_caught_up() {
     .await;
     eprintln!("bans written back {back:?} after Redis restarted empty");
 
-    // A lift that reached Redis but not the nodes (no entry in the change stream): the
-    // record goes, and the syncs catch up once the ban is past its settling time.
+    // A lift that reached Redis but not the nodes (as a node writes it, without its
+    // entry in the change stream): the syncs catch up, and nobody writes it back.
     let mut con = redis.connection().await.unwrap();
-    let _: () = redis::pipe().del("lm:ban:127.0.9.2").srem("lm:bans", "127.0.9.2").query_async(&mut con).await.unwrap();
-    let caught_up = eventually(Duration::from_secs(30), "the missed lift caught up", || async {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let _: () = redis::pipe()
+        .atomic()
+        .del("lm:ban:127.0.9.2")
+        .srem("lm:bans", "127.0.9.2")
+        .set("lm:bans:lifted:127.0.9.2", now)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let caught_up = eventually(Duration::from_secs(15), "the missed lift caught up", || async {
         answered(lifted, one.addr).await && answered(lifted, two.addr).await
     })
     .await;
     eprintln!("a missed lift caught up after {caught_up:?}");
+    tokio::time::sleep(Duration::from_secs(11)).await;
     assert!(redis.get("lm:ban:127.0.9.2").await.is_none(), "the lifted ban is not written back");
+    assert!(answered(lifted, one.addr).await && answered(lifted, two.addr).await);
     assert!(!answered(kept, one.addr).await && !answered(kept, two.addr).await, "the other ban holds");
+
+    // A lift whose deletion did not reach Redis: the lifting node deletes it again, and
+    // the other node follows.
+    assert!(admin(&one, "DELETE", "/admin/bans/127.0.9.1", "").await.starts_with("HTTP/1.1 200"));
+    until_refused(kept, two.addr, false, Instant::now()).await;
+    let record =
+        r#"{"key":"127.0.9.1","kind":"admin","reason":"stale","since_ms":1,"until_ms":99999999999999,"strike":1}"#;
+    let _: () = redis::pipe()
+        .set("lm:ban:127.0.9.1", record)
+        .sadd("lm:bans", "127.0.9.1")
+        .del("lm:bans:lifted:127.0.9.1")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(15), "the stale record deleted again", || async {
+        redis.get("lm:ban:127.0.9.1").await.is_none()
+    })
+    .await;
+    assert!(answered(kept, one.addr).await, "the node that lifted it never took it back");
 }

@@ -5,6 +5,8 @@
 //! - `lm:ban:{key}`: the ban as JSON, expiring when its strike is forgotten (the
 //!   policy's memory after it was issued);
 //! - `lm:bans`: the set of keys with a record, for loading them all;
+//! - `lm:bans:lifted:{key}`: when the key's ban was last lifted (unix ms), kept as long
+//!   as a record;
 //! - `lm:bans:log`: a stream of changes (`op` "add" with the ban, "lift" with the
 //!   key, or "mark" with the evidence a hub counted; `node`: who wrote it), capped at
 //!   ~10,000 entries.
@@ -12,11 +14,12 @@
 //! Each node writes its own bans and lifts (issued by its hub or its operator), follows
 //! the stream with a blocking read from the last id it saw, so a change reaches it in
 //! milliseconds and none is missed across a reconnect, and loads every record at start
-//! and every [`SYNC_EVERY`]. `lm:bans:epoch` tells the two ways a ban can be missing
-//! from Redis apart: while it exists, Redis is the record, and a ban it no longer holds
-//! was lifted (a lift this node missed, or one that raced the sync) and is dropped here
-//! too; once it is gone, Redis restarted empty, and the sync writes back every ban this
-//! node holds, then sets it again.
+//! and every [`SYNC_EVERY`]. A lift deletes the record and writes its time in one
+//! transaction, which tells the ways a ban can be missing from Redis apart: lifted
+//! after it was issued (a lift this node missed, or one racing the sync), and it is
+//! dropped here too; otherwise never written (a write that failed or was skipped) or
+//! lost (Redis restarted empty), and the sync writes it back, strikes included. A
+//! record still in Redis that this node lifted since is deleted again.
 //!
 //! Evidence (reports, viewers' flags) is only streamed: every node counts every mark
 //! as it arrives, so reports against one address from users on different nodes add
@@ -35,11 +38,6 @@ use tokio::sync::broadcast::error::RecvError;
 const LOG: &str = "lm:bans:log";
 const SET: &str = "lm:bans";
 const LOG_CAP: usize = 10_000;
-/// Present while Redis holds the ban set (see the module docs).
-const EPOCH: &str = "lm:bans:epoch";
-/// A ban younger than this may still be on its way to Redis (the writer retries for
-/// about 6 s): a sync never drops it for being missing there.
-const SETTLE_MS: u64 = 15_000;
 /// How often every record is loaded (and lost ones written back).
 pub const SYNC_EVERY: Duration = Duration::from_secs(10);
 /// How long a read of the change stream blocks in Redis.
@@ -47,6 +45,17 @@ const READ_BLOCK_MS: usize = 500;
 
 fn record_key(key: IpAddr) -> String {
     format!("lm:ban:{key}")
+}
+
+fn lifted_key(key: IpAddr) -> String {
+    format!("lm:bans:lifted:{key}")
+}
+
+/// Adds the commands that lift the ban on `key` at `at_ms` to `pipe` (make it atomic:
+/// a sync must never see the record gone without the time of its lift).
+fn unstore(pipe: &mut redis::Pipeline, key: IpAddr, at_ms: u64, memory: Duration) {
+    pipe.del(record_key(key)).ignore().srem(SET, key.to_string()).ignore();
+    pipe.cmd("SET").arg(lifted_key(key)).arg(at_ms).arg("PX").arg(memory.as_millis() as u64).ignore();
 }
 
 /// Starts the tasks that keep `bans` shared; after the first load (so a node that
@@ -71,10 +80,9 @@ async fn last_id(con: &mut ConnectionManager) -> redis::RedisResult<String> {
     Ok(last.ids.first().map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
 }
 
-/// Loads every record into `bans`; then drops the bans Redis no longer holds, or, if
-/// Redis restarted empty, writes them back.
+/// Loads every record into `bans`; then settles the differences (see the module docs).
 async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()> {
-    let epoch: Option<String> = con.get(EPOCH).await?;
+    let memory = bans.policy().memory;
     let keys: Vec<String> = con.smembers(SET).await?;
     let now = unix_ms();
     let mut held = std::collections::HashSet::new();
@@ -86,6 +94,14 @@ async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()
         let mut gone = Vec::new();
         for (key, record) in keys.iter().zip(records) {
             match record.and_then(|r| serde_json::from_str::<Ban>(&r).ok()) {
+                // Lifted here since it was issued: the lift's write did not land.
+                Some(ban) if bans.lifted_at(ban.key).is_some_and(|at| ban.since_ms <= at) => {
+                    let at = bans.lifted_at(ban.key).unwrap_or(now);
+                    tracing::info!(address = %ban.block(), "deleting a ban lifted here from Redis again");
+                    let mut pipe = redis::pipe();
+                    unstore(pipe.atomic(), ban.key, at, memory);
+                    pipe.query_async::<()>(con).await?;
+                }
                 Some(ban) => {
                     held.insert(ban.key);
                     bans.learn(ban, now);
@@ -97,26 +113,30 @@ async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()
             let _: () = con.srem(SET, gone).await?;
         }
     }
-    if epoch.is_some() {
-        for ban in bans.records() {
-            if !held.contains(&ban.key) && ban.since_ms.saturating_add(SETTLE_MS) < now {
-                tracing::info!(address = %ban.block(), "dropping a ban Redis no longer holds (lifted)");
-                bans.lift(ban.key, false, now);
-            }
-        }
+    let missing: Vec<Ban> = bans.records().into_iter().filter(|b| !held.contains(&b.key)).collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    let lost: Vec<Ban> = bans.list(now).into_iter().filter(|b| !held.contains(&b.key)).collect();
-    if !lost.is_empty() {
-        tracing::info!(bans = lost.len(), "writing back bans Redis lost");
-        let mut pipe = redis::pipe();
-        for ban in &lost {
-            store(&mut pipe, ban, bans.policy().memory);
+    let lifts: Vec<Option<u64>> =
+        redis::cmd("MGET").arg(missing.iter().map(|b| lifted_key(b.key)).collect::<Vec<_>>()).query_async(con).await?;
+    let mut lost = redis::pipe();
+    let mut written = 0;
+    for (ban, lifted) in missing.iter().zip(lifts) {
+        match lifted {
+            Some(at) if ban.since_ms <= at => {
+                tracing::info!(address = %ban.block(), "dropping a ban lifted elsewhere");
+                bans.lift(ban.key, false, at.max(ban.since_ms));
+            }
+            _ => {
+                store(&mut lost, ban, memory);
+                written += 1;
+            }
         }
-        pipe.query_async::<()>(con).await?;
     }
-    // Redis holds the set from now on (an empty one, at the cluster's first start).
-    redis::cmd("SET").arg(EPOCH).arg(now).arg("NX").query_async::<()>(con).await?;
+    if written > 0 {
+        tracing::info!(bans = written, "writing back bans Redis does not hold");
+        lost.query_async::<()>(con).await?;
+    }
     Ok(())
 }
 
@@ -137,6 +157,9 @@ async fn write(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, node
             change = changes.recv() => change,
         };
         let mut pipe = redis::pipe();
+        // A ban or a lift matters: retried through a short outage (the sync would
+        // settle it later). A mark is tried once: it must not hold them up.
+        let mut attempts = 5;
         match change {
             Ok(Change::Added { ban, local: true }) => {
                 store(&mut pipe, &ban, bans.policy().memory);
@@ -145,15 +168,17 @@ async fn write(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, node
                 pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
             }
             Ok(Change::Lifted { key, local: true }) => {
-                pipe.del(record_key(key)).ignore().srem(SET, key.to_string()).ignore();
-                let key = key.to_string();
-                let log = [("op", "lift"), ("node", node.as_str()), ("key", key.as_str())];
+                let at = bans.lifted_at(key).unwrap_or_else(unix_ms);
+                unstore(pipe.atomic(), key, at, bans.policy().memory);
+                let (key, at) = (key.to_string(), at.to_string());
+                let log = [("op", "lift"), ("node", node.as_str()), ("key", key.as_str()), ("at", at.as_str())];
                 pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
             }
             Ok(Change::Marked(mark)) => {
                 let json = serde_json::to_string(&mark).expect("a mark serializes");
                 let log = [("op", "mark"), ("node", node.as_str()), ("mark", json.as_str())];
                 pipe.xadd_maxlen(LOG, redis::streams::StreamMaxlen::Approx(LOG_CAP), "*", &log).ignore();
+                attempts = 1;
             }
             Ok(_) => continue,
             // Missed changes: the next resync writes back whatever Redis lacks.
@@ -163,8 +188,7 @@ async fn write(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, node
             }
             Err(RecvError::Closed) => return,
         }
-        // A ban matters: retry through a short outage (the resync would, later).
-        for attempt in 0..5 {
+        for attempt in 0..attempts {
             match pipe.query_async::<()>(&mut con).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -207,7 +231,9 @@ async fn follow(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, nod
                 }
                 Some("lift") => {
                     if let Some(key) = field("key").and_then(|k| k.parse::<IpAddr>().ok()) {
-                        bans.lift(key, false, unix_ms());
+                        // When it was lifted there (older entries carry no time).
+                        let at = field("at").and_then(|t| t.parse().ok()).unwrap_or_else(unix_ms);
+                        bans.lift(key, false, at);
                     }
                 }
                 Some("mark") => {

@@ -74,6 +74,11 @@ impl Moderation {
     /// another node, as [`Moderation::report`] or [`Moderation::flag`] did there).
     pub fn mark(&mut self, by: IpAddr, against: IpAddr, flag: bool, now: Millis) -> Tally {
         let (by, key) = (client_key(by), client_key(against));
+        if by == key {
+            // Two people behind one address (or /64) reporting each other: that
+            // address cannot be its own independent witness.
+            return self.tally(key);
+        }
         let marks = self.against.entry(key).or_default();
         match marks.iter_mut().find(|m| m.by == by) {
             // The same address again: its mark is renewed (and a flag stays a flag).
@@ -185,5 +190,15 @@ mod tests {
         assert_eq!(md.flag("198.51.100.3".parse().unwrap(), peer, 3), Tally { reporters: 2, flaggers: 2 });
         md.clear(peer);
         assert_eq!(md.tally(peer), Tally::default());
+    }
+
+    #[test]
+    fn an_address_is_no_witness_against_itself() {
+        let mut md = Moderation::default();
+        let home: IpAddr = "2001:db8:5:6::1".parse().unwrap();
+        md.report(&mut reporter("2001:db8:5:6::2"), m(1), home, 0);
+        assert_eq!(md.flag("2001:db8:5:6:ffff::3".parse().unwrap(), home, 1), Tally::default());
+        assert_eq!(md.mark(home, home, true, 2), Tally::default());
+        assert_eq!(md.held(), 0);
     }
 }
