@@ -178,6 +178,10 @@ impl Default for Bans {
     }
 }
 
+/// A ban the hub asks for this soon after another one of the same key is the same
+/// evidence, judged again elsewhere: the ban in force stands.
+pub const RESTATED_MS: u64 = 60_000;
+
 /// Unix milliseconds now.
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -243,6 +247,14 @@ impl Bans {
                 strike,
             };
             if let Some(b) = before.filter(|b| b.active(now_ms) && b.until_ms >= ban.until_ms) {
+                return b.clone();
+            }
+            // The same evidence judged on two nodes of a cluster: one strike, not two.
+            // (A banned address cannot connect, so nothing new is held against it
+            // this soon: only marks made before its ban.)
+            if let Some(b) = before.filter(|b| {
+                order.kind != BanKind::Admin && b.active(now_ms) && now_ms < b.since_ms.saturating_add(RESTATED_MS)
+            }) {
                 return b.clone();
             }
             book.insert(key, ban.clone());
@@ -419,6 +431,18 @@ mod tests {
         assert!(bans.check("192.0.2.7".parse().unwrap(), 30).is_some());
         bans.sweep(31 * 24 * H, 30);
         assert_eq!(bans.lifted_at("192.0.2.7".parse().unwrap()), None, "lifts are forgotten with the memory");
+    }
+
+    #[test]
+    fn the_same_evidence_judged_again_soon_after_is_one_strike() {
+        let bans = Bans::default();
+        let first = bans.issue(order("192.0.2.8", BanKind::Reports), 0);
+        // Another node's hub judging the same marks a moment later: the ban stands.
+        assert_eq!(bans.issue(order("192.0.2.8", BanKind::Reports), 50), first);
+        assert_eq!(bans.issue(order("192.0.2.8", BanKind::Model), RESTATED_MS - 1), first);
+        // An operator's ban is never swallowed, and later evidence climbs the ladder.
+        assert_eq!(bans.issue(order("192.0.2.8", BanKind::Admin), 100).kind, BanKind::Admin);
+        assert_eq!(bans.issue(order("192.0.2.8", BanKind::Reports), 100 + RESTATED_MS).strike, 3);
     }
 
     #[test]

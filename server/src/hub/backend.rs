@@ -162,7 +162,7 @@ pub enum Event {
     /// its address go.
     Banned(Ban),
     /// Another node counted evidence against an address: counted here too, so reports
-    /// and flags add up over the cluster (the node that counted it judges it).
+    /// and flags add up over the cluster.
     Marked(Mark),
 }
 

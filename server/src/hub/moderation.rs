@@ -10,8 +10,8 @@
 //!
 //! Marks expire after the window, so the table empties; a ban clears its key's marks.
 //! In a cluster each node also counts the marks the others counted (shared through the
-//! backend), so reports and flags from users on different nodes add up; the node
-//! where the deciding mark was made issues the ban.
+//! backend), so reports and flags from users on different nodes add up; every node
+//! judges what it holds (see `HubCore::learn`).
 
 use super::model::Session;
 use crate::limits::client_key;

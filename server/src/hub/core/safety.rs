@@ -39,10 +39,11 @@ impl HubCore {
         let session = self.sessions.get_mut(sid).expect("named found the session");
         if let Some(tally) = self.moderation.report(session, match_id, named.peer_ip, now) {
             let by = session.ip;
-            self.request(Request::Mark(Mark { by, against: named.peer_ip, flag: false }));
             self.metric(Metric::Report);
             tracing::info!(reporter = %sid, reported = %named.peer, ?reason, reporters = tally.reporters, "report");
+            // The ban first: other nodes then hold it when the mark reaches them.
             self.judge(named.peer_ip, tally);
+            self.request(Request::Mark(Mark { by, against: named.peer_ip, flag: false }));
         }
     }
 
@@ -80,18 +81,21 @@ impl HubCore {
                 let viewer_ip = session.ip;
                 let Some(named) = match_id.and_then(|id| matches::named(session, id)) else { return };
                 let tally = self.moderation.flag(viewer_ip, named.peer_ip, self.now);
-                self.request(Request::Mark(Mark { by: viewer_ip, against: named.peer_ip, flag: true }));
                 tracing::info!(viewer = %sid, flagged = %named.peer, flaggers = tally.flaggers, "stranger's video flagged");
                 self.judge(named.peer_ip, tally);
+                self.request(Request::Mark(Mark { by: viewer_ip, against: named.peer_ip, flag: true }));
             }
             (FrameOf::Peer, false) => {}
         }
     }
 
-    /// Evidence another node counted: counted here too, and judged there (so two nodes
-    /// never ban one address for the same marks).
+    /// Evidence another node counted: counted here too, and judged here too. Two
+    /// nodes counting marks at the same moment each miss the other's, and only
+    /// judging learnt marks lets either of them ban then. A ban the other node issued
+    /// meanwhile is not issued again ([`crate::bans::Bans::issue`]).
     pub(super) fn learn(&mut self, mark: Mark) {
-        self.moderation.mark(mark.by, mark.against, mark.flag, self.now);
+        let tally = self.moderation.mark(mark.by, mark.against, mark.flag, self.now);
+        self.judge(mark.against, tally);
     }
 
     /// Bans `ip` if the evidence against it is enough.

@@ -120,25 +120,35 @@ fn reports_ban_at_the_threshold_of_distinct_addresses() {
 }
 
 #[test]
-fn evidence_counted_on_other_nodes_adds_up_and_is_judged_where_it_was_made() {
+fn evidence_counted_on_other_nodes_adds_up_here() {
     use crate::bans::{Change, Mark};
     use crate::hub::backend::Event;
     let mut h =
-        Harness::new(HubConfig { report_threshold: 2, rematch_cooldown: Duration::ZERO, ..HubConfig::default() });
+        Harness::new(HubConfig { report_threshold: 3, rematch_cooldown: Duration::ZERO, ..HubConfig::default() });
     let mut shared = h.node.bans().subscribe();
     let target = h.connect_from(ip(30));
-    // Two other nodes counted a report each: reaching the threshold there, not here.
+    // Two other nodes counted a report each: under the threshold.
     for by in [ip(31), ip(32)] {
         h.input(Input::Backend(Event::Marked(Mark { by, against: ip(30), flag: false })));
     }
-    assert!(!h.closed.contains_key(&target.conn), "another node's marks are judged by that node");
+    assert!(!h.closed.contains_key(&target.conn));
     assert!(shared.try_recv().is_err(), "learnt marks are not shared again");
-    // A report made here is shared, and judged on everything counted.
+    // A report made here is shared, and judged on everything counted: three addresses.
     let r = h.connect_from(ip(33));
     h.join(&target, Preferences::new(Mode::Text));
     h.join(&r, Preferences::new(Mode::Text));
     let (id, ..) = h.matched(&r);
     h.send(&r, ClientMsg::Report { match_id: id, reason: ReportReason::Spam });
-    assert_eq!(shared.try_recv().unwrap(), Change::Marked(Mark { by: ip(33), against: ip(30), flag: false }));
     assert_eq!(h.closed.get(&target.conn), Some(&close::BANNED), "three addresses over the cluster");
+    let Ok(Change::Added { ban, local: true }) = shared.try_recv() else { panic!("the ban, announced first") };
+    assert_eq!(ban.strike, 1);
+    assert_eq!(shared.try_recv().unwrap(), Change::Marked(Mark { by: ip(33), against: ip(30), flag: false }));
+
+    // Marks that reach the threshold here only through other nodes ban here too (their
+    // nodes each counted too few when they were made, at the same moment).
+    let other = h.connect_from(ip(40));
+    for by in [ip(41), ip(42), ip(43)] {
+        h.input(Input::Backend(Event::Marked(Mark { by, against: ip(40), flag: false })));
+    }
+    assert_eq!(h.closed.get(&other.conn), Some(&close::BANNED));
 }
