@@ -277,7 +277,8 @@ impl Client {
         }
     }
 
-    async fn recv_any_within(&mut self, wait: Duration) -> ServerMsg {
+    /// The next message of any kind, waiting at most `wait`.
+    pub async fn recv_any_within(&mut self, wait: Duration) -> ServerMsg {
         loop {
             let frame = tokio::time::timeout(wait, self.ws.next())
                 .await
