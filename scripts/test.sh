@@ -48,5 +48,6 @@ step "hostile load against the release server (loopback; the bystander's relay p
 
 step "end-to-end in headless Chromium"
 # --test-force-exit: a browser test file whose tests and hooks are done must not be held
-# open by a handle left behind (the moderation test's forwarders kept one spinning).
+# open by what is left behind: the moderation test's process, run by the test runner,
+# kept spinning after its hooks were done (not so when run alone).
 node --test --test-force-exit --test-concurrency=1 end2end/

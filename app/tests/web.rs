@@ -552,16 +552,22 @@ mod state_machine {
         assert_eq!(e.chat.phase.get_untracked(), Phase::Connected);
     }
 
-    #[wasm_bindgen_test]
-    async fn the_chat_input_closes_while_the_link_is_down() {
+    /// The chat page in a text match `n`, and its message input (open).
+    async fn in_text_match(n: u128) -> (Engine, HtmlElement, Box<dyn std::any::Any>, HtmlInputElement) {
         let e = engine();
-        let (root, _screen) = mount_chat();
+        let (root, screen) = mount_chat();
         let input: HtmlInputElement = query(&root, "#message").unchecked_into();
         e.apply(welcome(false));
         e.start(Preferences::new(Mode::Text));
-        e.apply(matched(18, &[]));
+        e.apply(matched(n, &[]));
         settle().await;
         assert!(!input.disabled());
+        (e, root, screen, input)
+    }
+
+    #[wasm_bindgen_test]
+    async fn the_chat_input_closes_while_the_link_is_down() {
+        let (e, root, _screen, input) = in_text_match(18).await;
 
         e.link_changed(app::engine::Link::Reconnecting);
         settle().await;
@@ -581,14 +587,7 @@ mod state_machine {
 
     #[wasm_bindgen_test]
     async fn a_banned_users_chat_input_says_why_it_is_closed() {
-        let e = engine();
-        let (root, _screen) = mount_chat();
-        let input: HtmlInputElement = query(&root, "#message").unchecked_into();
-        e.apply(welcome(false));
-        e.start(Preferences::new(Mode::Text));
-        e.apply(matched(19, &[]));
-        settle().await;
-        assert!(!input.disabled());
+        let (e, _root, _screen, input) = in_text_match(19).await;
         e.apply(ServerMsg::Banned { reason: "reports".into(), until: "2030-01-01T00:00:00Z".into() });
         settle().await;
         assert!(input.disabled());

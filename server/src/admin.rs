@@ -131,7 +131,8 @@ async fn lift(State(admin): State<Admin>, headers: HeaderMap, Path(addr): Path<S
         Ok(ip) => ip,
         Err(refused) => return *refused,
     };
-    match admin.bans.lift(ip, true, unix_ms()) {
+    let now = unix_ms();
+    match admin.bans.lift(ip, true, now, now) {
         Some(ban) => {
             tracing::info!(address = %ban.block(), "ban lifted by an operator");
             answer(StatusCode::OK, show(&ban))

@@ -287,10 +287,14 @@ impl Bans {
     }
 
     /// Lifts the ban on `ip`'s key and forgets its strikes. `local`: asked here (an
-    /// operator), not learnt from the cluster.
-    pub fn lift(&self, ip: IpAddr, local: bool, now_ms: u64) -> Option<Ban> {
+    /// operator), not learnt from the cluster; `at_ms`: when it was lifted (where it
+    /// was), which makes any copy of a ban issued before then stale.
+    pub fn lift(&self, ip: IpAddr, local: bool, at_ms: u64, now_ms: u64) -> Option<Ban> {
         let key = client_key(ip);
-        self.lifted.write().unwrap_or_else(|p| p.into_inner()).insert(key, now_ms);
+        let mut lifted = self.lifted.write().unwrap_or_else(|p| p.into_inner());
+        let at = lifted.entry(key).or_insert(at_ms);
+        *at = (*at).max(at_ms);
+        drop(lifted);
         let lifted = self.book.write().unwrap_or_else(|p| p.into_inner()).remove(&key);
         if lifted.is_some() {
             self.recount(now_ms);
@@ -423,7 +427,9 @@ mod tests {
     fn a_ban_issued_before_its_keys_last_lift_is_not_learnt_again() {
         let bans = Bans::default();
         let ban = bans.issue(order("192.0.2.7", BanKind::Reports), 10);
-        bans.lift(ban.key, true, 20);
+        bans.lift(ban.key, true, 20, 20);
+        bans.lift(ban.key, false, 15, 21);
+        assert_eq!(bans.lifted_at(ban.key), Some(20), "an older lift heard late moves nothing");
         assert!(!bans.learn(ban.clone(), 30), "a stale record (Redis, a late entry) stays lifted");
         assert!(bans.check(ban.key, 30).is_none());
         let again = Ban { since_ms: 25, until_ms: 25 + H, ..ban };
@@ -457,7 +463,7 @@ mod tests {
             })
             .collect();
         assert_eq!(lengths, [1, 24, 168, 168]);
-        bans.lift(ip.parse().unwrap(), true, 40 * 24 * H);
+        bans.lift(ip.parse().unwrap(), true, 40 * 24 * H, 40 * 24 * H);
         assert_eq!(bans.issue(order(ip, BanKind::Reports), 40 * 24 * H).strike, 1);
     }
 

@@ -92,22 +92,29 @@ async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()
             .query_async(con)
             .await?;
         let mut gone = Vec::new();
+        // Bans lifted here since they were issued: the lift's write did not land.
+        let mut relift = redis::pipe();
+        relift.atomic();
+        let mut relifted = 0;
         for (key, record) in keys.iter().zip(records) {
-            match record.and_then(|r| serde_json::from_str::<Ban>(&r).ok()) {
-                // Lifted here since it was issued: the lift's write did not land.
-                Some(ban) if bans.lifted_at(ban.key).is_some_and(|at| ban.since_ms <= at) => {
-                    let at = bans.lifted_at(ban.key).unwrap_or(now);
+            let Some(ban) = record.and_then(|r| serde_json::from_str::<Ban>(&r).ok()) else {
+                gone.push(key.clone());
+                continue;
+            };
+            match bans.lifted_at(ban.key).filter(|&at| ban.since_ms <= at) {
+                Some(at) => {
                     tracing::info!(address = %ban.block(), "deleting a ban lifted here from Redis again");
-                    let mut pipe = redis::pipe();
-                    unstore(pipe.atomic(), ban.key, at, memory);
-                    pipe.query_async::<()>(con).await?;
+                    unstore(&mut relift, ban.key, at, memory);
+                    relifted += 1;
                 }
-                Some(ban) => {
+                None => {
                     held.insert(ban.key);
                     bans.learn(ban, now);
                 }
-                None => gone.push(key.clone()),
             }
+        }
+        if relifted > 0 {
+            relift.query_async::<()>(con).await?;
         }
         if !gone.is_empty() {
             let _: () = con.srem(SET, gone).await?;
@@ -125,7 +132,7 @@ async fn load(con: &mut ConnectionManager, bans: &Bans) -> redis::RedisResult<()
         match lifted {
             Some(at) if ban.since_ms <= at => {
                 tracing::info!(address = %ban.block(), "dropping a ban lifted elsewhere");
-                bans.lift(ban.key, false, at.max(ban.since_ms));
+                bans.lift(ban.key, false, at, now);
             }
             _ => {
                 store(&mut lost, ban, memory);
@@ -233,7 +240,7 @@ async fn follow(mut con: ConnectionManager, bans: Arc<Bans>, hub: HubHandle, nod
                     if let Some(key) = field("key").and_then(|k| k.parse::<IpAddr>().ok()) {
                         // When it was lifted there (older entries carry no time).
                         let at = field("at").and_then(|t| t.parse().ok()).unwrap_or_else(unix_ms);
-                        bans.lift(key, false, at);
+                        bans.lift(key, false, at, unix_ms());
                     }
                 }
                 Some("mark") => {
